@@ -1,0 +1,6 @@
+"""Networks in MONAI style (spatial_dims, in_channels, out_channels first)."""
+
+from nnmamba_monai.networks.nnmamba_cls import nnMambaCls
+from nnmamba_monai.networks.nnmamba_seg import nnMambaSeg
+
+__all__ = ["nnMambaCls", "nnMambaSeg"]

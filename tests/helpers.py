@@ -1,0 +1,46 @@
+"""Test oracle: a plain step-by-step selective scan, and random inputs shaped like mamba_ssm's."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def step_by_step_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """The Mamba-1 recurrence one token at a time, in the inputs' dtype; returns (out, last_state)."""
+    if delta_bias is not None:
+        delta = delta + delta_bias[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    batch, d_inner, length = u.shape
+    h = u.new_zeros(batch, d_inner, A.shape[1])
+    ys = []
+    for t in range(length):
+        h = torch.exp(delta[:, :, t, None] * A) * h + (delta[:, :, t] * u[:, :, t])[:, :, None] * B[:, None, :, t]
+        ys.append((h * C[:, None, :, t]).sum(-1))
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + u * D[:, None]
+    if z is not None:
+        y = y * F.silu(z)
+    return y, h
+
+
+def random_scan_inputs(batch, d_inner, length, d_state, dtype=torch.float32, delta_scale=1.0, seed=0):
+    """Inputs shaped like mamba_ssm's: u/delta/z (B, D, L), A (D, N) < 0, B/C (B, N, L), D and bias (D,)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+    inputs = {
+        "u": rnd(batch, d_inner, length),
+        "delta": rnd(batch, d_inner, length) * delta_scale,
+        "A": -torch.exp(rnd(d_inner, d_state) * 0.5 + 1.0),
+        "B": rnd(batch, d_state, length),
+        "C": rnd(batch, d_state, length),
+        "D": rnd(d_inner),
+        "z": rnd(batch, d_inner, length),
+        "delta_bias": rnd(d_inner) * 0.5,
+    }
+    return {k: v.to(dtype) for k, v in inputs.items()}
