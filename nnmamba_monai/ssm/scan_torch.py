@@ -152,8 +152,8 @@ class _ChunkedScan(torch.autograd.Function):
             B, C = F.pad(B, (0, pad)), F.pad(C, (0, pad))
         a_absmax = A.abs().amax(dim=1)
         bounds = _block_bounds(batch, channels, padded, d_state, _CHUNK_LEN)
-        y = u.new_empty(batch, channels, padded)
-        h = u.new_zeros(batch, channels, d_state)
+        y = u.new_empty((batch, channels, padded))
+        h = u.new_zeros((batch, channels, d_state))
         entries, chunk_lens = [], []
         workspace: dict[str, torch.Tensor] = {}
         for start, stop in bounds:
@@ -174,7 +174,7 @@ class _ChunkedScan(torch.autograd.Function):
         length, padded = ctx.length, u.shape[-1]
         batch, channels = u.shape[:2]
         if grad_y is None:
-            grad_y = u.new_zeros(batch, channels, length)
+            grad_y = u.new_zeros((batch, channels, length))
         grad_y = F.pad(grad_y, (0, padded - length)) if padded != length else grad_y
         grad_h = torch.zeros_like(entries[0]) if grad_h is None else grad_h
         grads_out = [torch.empty_like(t) for t in (u, delta, B, C)]
