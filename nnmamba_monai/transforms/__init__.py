@@ -6,6 +6,7 @@ from nnmamba_monai.transforms.brats import (
     BratsLabelsToRegionsd,
     BratsRegionsToLabels,
     BratsRegionsToLabelsd,
+    brats_case_name,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "BratsLabelsToRegionsd",
     "BratsRegionsToLabels",
     "BratsRegionsToLabelsd",
+    "brats_case_name",
 ]

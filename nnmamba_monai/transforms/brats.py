@@ -13,13 +13,17 @@ Channel order here is (WT, TC, ET), the order in which the paper reports its res
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Mapping, Sequence
+from pathlib import PurePath
+from typing import Any
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
+from monai.utils import ImageMetaKey
 
 __all__ = [
     "BRATS_REGIONS",
@@ -27,11 +31,13 @@ __all__ = [
     "BratsLabelsToRegionsd",
     "BratsRegionsToLabels",
     "BratsRegionsToLabelsd",
+    "brats_case_name",
 ]
 
 BRATS_REGIONS = ("WT", "TC", "ET")
 NCR_LABEL = 1
 ED_LABEL = 2
+_SEQUENCE_FILE = re.compile(r"^(?P<case>.+)-(t1n|t1c|t2w|t2f)$")
 
 
 def _check_et_label(et_label: int) -> int:
@@ -173,3 +179,19 @@ class BratsRegionsToLabelsd(MapTransform):
 
 def _as_sequence(keys: KeysCollection) -> Sequence[Hashable]:
     return [keys] if isinstance(keys, (str, int)) else list(keys)
+
+
+def brats_case_name(metadict: dict | None, saver: Any = None) -> dict:
+    """``SaveImage(d)`` ``output_name_formatter``: name outputs by case (``BraTS-GLI-00001-000``), not by the
+    first input file (``BraTS-GLI-00001-000-t1n``), which is the naming the challenge's submissions use.
+
+    Returns ``{"subject": case, "idx": patch_index}`` as ``monai.data.folder_layout.default_name_formatter`` does.
+    """
+    metadict = metadict or {}
+    source = metadict.get(ImageMetaKey.FILENAME_OR_OBJ, getattr(saver, "_data_index", 0))
+    source = source[0] if isinstance(source, (list, tuple)) else source
+    stem = PurePath(str(source)).name
+    for extension in (".nii.gz", ".nii"):
+        stem = stem[: -len(extension)] if stem.endswith(extension) else stem
+    match = _SEQUENCE_FILE.match(stem)
+    return {"subject": match.group("case") if match else stem, "idx": metadict.get(ImageMetaKey.PATCH_INDEX)}
