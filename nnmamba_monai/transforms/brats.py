@@ -14,7 +14,7 @@ Channel order here is (WT, TC, ET), the order in which the paper reports its res
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from pathlib import PurePath
 from typing import Any
 
@@ -131,16 +131,30 @@ class BratsRegionsToLabels(Transform):
 
 
 class BratsLabelsToRegionsd(MapTransform):
-    """Dictionary version of :class:`BratsLabelsToRegions` (usually ``keys="label"``)."""
+    """Dictionary version of :class:`BratsLabelsToRegions` (usually ``keys="label"``).
 
-    def __init__(self, keys: KeysCollection, et_label: int = 3, allow_missing_keys: bool = False) -> None:
+    Args:
+        keys: keys of (1, H, W, D) label maps.
+        et_label: value of the enhancing tumour (3 for BraTS 2023, 4 for 2018-2022).
+        output_keys: where to write the regions (default: replace ``keys``), e.g. turn a predicted label map
+            ``"pred_label"`` back into nested regions under ``"pred"``.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        et_label: int = 3,
+        output_keys: KeysCollection | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.converter = BratsLabelsToRegions(et_label=et_label)
+        self.output_keys = _output_keys(self.keys, output_keys)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = self.converter(d[key])
+            d[self.output_keys[key]] = self.converter(d[key])
         return d
 
 
@@ -165,10 +179,7 @@ class BratsRegionsToLabelsd(MapTransform):
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.converter = BratsRegionsToLabels(et_label=et_label, threshold=threshold)
-        outputs = self.keys if output_keys is None else tuple(_as_sequence(output_keys))
-        if len(outputs) != len(self.keys):
-            raise ValueError(f"output_keys {outputs} must match keys {self.keys} one to one")
-        self.output_keys = dict(zip(self.keys, outputs))
+        self.output_keys = _output_keys(self.keys, output_keys)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
@@ -177,8 +188,14 @@ class BratsRegionsToLabelsd(MapTransform):
         return d
 
 
-def _as_sequence(keys: KeysCollection) -> Sequence[Hashable]:
-    return [keys] if isinstance(keys, (str, int)) else list(keys)
+def _output_keys(keys: tuple[Hashable, ...], output_keys: KeysCollection | None) -> dict[Hashable, Hashable]:
+    """Input key -> output key (the same key when ``output_keys`` is None)."""
+    if output_keys is None:
+        return {key: key for key in keys}
+    outputs = [output_keys] if isinstance(output_keys, (str, int)) else list(output_keys)
+    if len(outputs) != len(keys):
+        raise ValueError(f"output_keys {outputs} must match keys {list(keys)} one to one")
+    return dict(zip(keys, outputs))
 
 
 def brats_case_name(metadict: dict | None, saver: Any = None) -> dict:
