@@ -140,7 +140,7 @@ def test_torchscript_export_of_the_bundle_network_without_ssm_layers(trained, tm
     ckpt = tmp_path / "model_blocks1.pt"
     torch.save(nnMambaSeg(3, 4, 3, channels=8, blocks=1, out_relu=False).state_dict(), ckpt)
     difference = export_and_compare_torchscript(
-        trained.bundle, ckpt, tmp_path / "model.ts", (1, 4, 32, 32, 32), cli=True, **plain
+        trained.bundle, ckpt, tmp_path / "model.ts", (1, 4, 32, 32, 32), **plain
     )
     assert difference <= 1e-4
 
