@@ -112,9 +112,11 @@ def test_inference_on_unlabelled_cases_writes_label_maps_on_the_input_grid(train
     datalist = tmp_path / "test_datalist.json"
     datalist_cli.main(["brats", "--dataset_dir", str(unlabelled), "--output", str(datalist), "--unlabelled"])
     output_dir = tmp_path / "predictions"
+    # exactly the README's command, run from the bundle folder (bundle_root ".")
     run_bundle(
         trained.bundle,
         ["configs/inference.json"],
+        from_bundle_dir=True,
         **{**TINY, "dataset_dir": str(unlabelled), "datalist_file": str(datalist), "output_dir": str(output_dir)},
     )
     saved = nib.load(output_dir / f"{case}.nii.gz")
