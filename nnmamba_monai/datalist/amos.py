@@ -2,8 +2,9 @@
 and ``imagesTs`` (test, no labels), files named ``amos_NNNN.nii.gz``.
 
 CT and MR cases share those folders. The release's own rule (AMOS22 readme on Zenodo, record 7262581:
-"id numbers less than 500 belong to CT data, otherwise they belong to MRI data"; nnU-Net's AMOS conversion
-reads it as id <= 500 = CT) splits them by case number: ids 1-500 are CT, ids above 500 are MR.
+"id numbers less than 500 belong to CT data, otherwise they belong to MRI data") splits them by case number.
+The 500 CT scans are numbered from 1, so the boundary case is read as CT: ids 1-500 are CT, ids above 500 MR
+(nnU-Net's AMOS conversion draws the same line, ``<= 500``, for the test images).
 ``--modality ct|mr`` keeps one of them, ``all`` keeps both (and any other file names, for your own data in
 this layout).
 
