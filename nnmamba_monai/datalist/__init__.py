@@ -1,0 +1,12 @@
+"""Datalist builders: one module per dataset, each turning the dataset's standard layout into MONAI's JSON.
+
+Run ``python -m nnmamba_monai.datalist --help``. A dataset module exposes ``add_parser(subparsers)``,
+which registers its subcommand; ``__main__`` imports the modules listed in ``DATASET_MODULES``.
+"""
+
+from nnmamba_monai.datalist.common import MissingFilesError, assign_folds, write_datalist
+
+__all__ = ["DATASET_MODULES", "MissingFilesError", "assign_folds", "write_datalist"]
+
+# subcommand modules, in --help order; a module that is not present in this checkout is skipped
+DATASET_MODULES = ("brats", "amos", "adni", "fetal")

@@ -1,0 +1,50 @@
+"""``python -m nnmamba_monai.datalist <dataset> --dataset_dir DIR --output FILE``: write a bundle's datalist JSON."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from nnmamba_monai.datalist import DATASET_MODULES
+
+
+def _dataset_modules() -> list:
+    """The modules of ``DATASET_MODULES`` present in this checkout (a missing one is skipped, nothing else is)."""
+    modules = []
+    for name in DATASET_MODULES:
+        qualified = f"nnmamba_monai.datalist.{name}"
+        try:
+            modules.append(importlib.import_module(qualified))
+        except ModuleNotFoundError as error:
+            if error.name != qualified:  # the module exists but one of its own imports failed: report it
+                raise
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subcommand per available dataset module."""
+    parser = argparse.ArgumentParser(
+        prog="python -m nnmamba_monai.datalist",
+        description="Build the datalist JSON a bundle reads from a dataset's standard layout. "
+        "Paths in it are relative to --dataset_dir; the bundles resolve them against their dataset_dir.",
+    )
+    subparsers = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    for module in _dataset_modules():
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, build and write the datalist; dataset errors exit with status 2 and their message."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError) as error:
+        parser.exit(2, f"{parser.prog} {args.dataset}: error: {error}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

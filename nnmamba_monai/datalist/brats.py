@@ -1,0 +1,125 @@
+"""BraTS 2023 datalist: case folders ``BraTS-GLI-xxxxx-yyy/`` of ``BraTS-GLI-xxxxx-yyy-{t1n,t1c,t2w,t2f,seg}.nii.gz``.
+
+That is the layout of the Synapse downloads (e.g. ``ASNR-MICCAI-BraTS2023-GLI-Challenge-TrainingData/``);
+the other BraTS 2023 sub-challenges (MEN, MET, PED, SSA) name their folders the same way with their own
+prefix (``--challenge``). Case folders are found at any depth below ``--dataset_dir``.
+
+Output (paths relative to ``--dataset_dir``)::
+
+    {"training":   [{"image": [t1n, t1c, t2w, t2f], "label": seg, "fold": 1}, ...],
+     "validation": [... the cases of --fold ...]}
+
+or, with ``--unlabelled`` (e.g. the challenge's validation data, which has no ``seg``)::
+
+    {"testing": [{"image": [t1n, t1c, t2w, t2f]}, ...]}
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from nnmamba_monai.datalist.common import (
+    MissingFilesError,
+    add_common_arguments,
+    assign_folds,
+    relative_path,
+    summarise,
+    write_datalist,
+)
+
+__all__ = ["BRATS_MODALITIES", "add_parser", "build_brats_datalist", "find_case_dirs"]
+
+BRATS_MODALITIES = ("t1n", "t1c", "t2w", "t2f")  # channel order of the bundle's 4-channel input
+LABEL_SUFFIX = "seg"
+EXTENSION = ".nii.gz"
+
+
+def find_case_dirs(dataset_dir: Path, challenge: str = "GLI") -> list[Path]:
+    """Folders named ``BraTS-<challenge>-xxxxx-yyy`` anywhere below ``dataset_dir``, sorted by name."""
+    pattern = re.compile(rf"^BraTS-{re.escape(challenge)}-\d{{5}}-\d{{3}}$")
+    cases = [p for p in dataset_dir.rglob(f"BraTS-{challenge}-*") if p.is_dir() and pattern.match(p.name)]
+    return sorted(cases, key=lambda p: p.name)
+
+
+def _case_files(case_dir: Path, with_label: bool) -> tuple[dict[str, Path], list[str]]:
+    """The case's expected files by suffix and the 'missing' lines for those absent."""
+    suffixes = [*BRATS_MODALITIES, LABEL_SUFFIX] if with_label else list(BRATS_MODALITIES)
+    files = {suffix: case_dir / f"{case_dir.name}-{suffix}{EXTENSION}" for suffix in suffixes}
+    missing = [f"case {case_dir.name}: missing {path.name}" for path in files.values() if not path.is_file()]
+    return files, missing
+
+
+def build_brats_datalist(
+    dataset_dir: str | Path,
+    num_folds: int = 5,
+    fold: int = 0,
+    seed: int = 0,
+    unlabelled: bool = False,
+    challenge: str = "GLI",
+) -> dict[str, list[dict]]:
+    """The datalist of a BraTS 2023 folder (see the module docstring for the layout and output).
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no case folder.
+        MissingFilesError: some case lacks a modality (or its ``seg`` unless ``unlabelled``); the message
+            names every missing file, e.g. ``case BraTS-GLI-00001-000: missing BraTS-GLI-00001-000-t2f.nii.gz``.
+        ValueError: ``fold`` outside ``0..num_folds-1`` or fewer cases than folds.
+    """
+    dataset_dir = Path(dataset_dir)
+    if not dataset_dir.is_dir():
+        raise FileNotFoundError(f"BraTS dataset folder not found: {dataset_dir}")
+    if not unlabelled and not 0 <= fold < num_folds:
+        raise ValueError(f"fold must be in 0..{num_folds - 1}; got {fold}")
+    case_dirs = find_case_dirs(dataset_dir, challenge)
+    if not case_dirs:
+        raise FileNotFoundError(
+            f"no case folders named BraTS-{challenge}-xxxxx-yyy under {dataset_dir} "
+            "(point --dataset_dir at the extracted BraTS 2023 training or validation data)"
+        )
+    entries: dict[str, dict] = {}
+    problems: list[str] = []
+    for case_dir in case_dirs:
+        files, missing = _case_files(case_dir, with_label=not unlabelled)
+        problems += missing
+        entry: dict = {"image": [relative_path(files[m], dataset_dir) for m in BRATS_MODALITIES]}
+        if not unlabelled:
+            entry["label"] = relative_path(files[LABEL_SUFFIX], dataset_dir)
+        entries[case_dir.name] = entry
+    if problems:
+        raise MissingFilesError(f"BraTS-{challenge}", dataset_dir, problems)
+    if unlabelled:
+        return {"testing": list(entries.values())}
+    folds = assign_folds(list(entries), num_folds, seed)
+    datalist: dict[str, list[dict]] = {"training": [], "validation": []}
+    for case_id, entry in entries.items():
+        entry["fold"] = folds[case_id]
+        datalist["validation" if folds[case_id] == fold else "training"].append(entry)
+    return datalist
+
+
+def _run(args: argparse.Namespace) -> None:
+    datalist = build_brats_datalist(
+        args.dataset_dir, args.num_folds, args.fold, args.seed, unlabelled=args.unlabelled, challenge=args.challenge
+    )
+    path = write_datalist(datalist, args.output)
+    print(f"wrote {path} ({summarise(datalist)})")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``brats`` subcommand."""
+    parser = subparsers.add_parser(
+        "brats",
+        help="BraTS 2023 case folders (BraTS-GLI-xxxxx-yyy/...-{t1n,t1c,t2w,t2f,seg}.nii.gz)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--unlabelled",
+        action="store_true",
+        help="cases have no seg file (the challenge's validation data): write them under 'testing'",
+    )
+    parser.add_argument("--challenge", default="GLI", help="BraTS 2023 sub-challenge prefix (default GLI)")
+    parser.set_defaults(func=_run)
