@@ -1,0 +1,285 @@
+"""Helpers for testing MONAI bundles the way users run them: ``python -m monai.bundle ...`` in a subprocess.
+
+Every helper runs the command with ``PYTHONPATH`` set to this repository's root (so the bundle's
+``nnmamba_monai`` targets import this checkout), asserts exit status 0 and, on failure, shows the command
+with the tail of its stdout and stderr. Signatures are kept stable: other bundles' tests import them.
+
+Typical use::
+
+    bundle = copy_bundle("brats_nnmamba_segmentation", tmp_path)
+    verify_metadata(bundle)
+    run_bundle(bundle, ["configs/train.json"], dataset_dir=str(data), **{"network_def#channels": 8})
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tests.conftest import REFERENCE_DIR, REPO_ROOT
+
+__all__ = [
+    "BUNDLES_DIR",
+    "META_SCHEMA",
+    "META_SCHEMA_MD5",
+    "build_network",
+    "check_workflow_properties",
+    "copy_bundle",
+    "export_and_compare_torchscript",
+    "monai_bundle",
+    "read_csv_rows",
+    "run_bundle",
+    "run_checked",
+    "subprocess_env",
+    "torchrun_bundle",
+    "verify_metadata",
+    "verify_net_in_out",
+]
+
+BUNDLES_DIR = REPO_ROOT / "bundles"
+META_SCHEMA = REFERENCE_DIR / "meta_schema_20240725.json"
+META_SCHEMA_MD5 = "06954cad2cc5d3784e72077ac76f0fc8"
+TAIL_CHARS = 6000
+
+
+def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for bundle subprocesses: this repo first on PYTHONPATH, few CPU threads."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("OMP_NUM_THREADS", "2")  # the CI machine is small and shared
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    env.update(extra or {})
+    return env
+
+
+def run_checked(
+    command: Sequence[str], cwd: str | Path | None = None, timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``command``; assert exit status 0, showing the command and its output tails otherwise."""
+    result = subprocess.run(
+        [str(c) for c in command],
+        cwd=str(cwd or REPO_ROOT),
+        env=env or subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, (
+        f"command failed with exit status {result.returncode}:\n  {' '.join(map(str, command))}\n"
+        f"--- stdout (tail) ---\n{result.stdout[-TAIL_CHARS:]}\n--- stderr (tail) ---\n{result.stderr[-TAIL_CHARS:]}"
+    )
+    return result
+
+
+def _cli_value(value: Any) -> str:
+    """One command-line value as python-fire (used by ``monai.bundle``) parses it back."""
+    if isinstance(value, (str, Path)):
+        return str(value)
+    return repr(value)  # lists, tuples, dicts, numbers, True/False/None as Python literals
+
+
+def _override_args(overrides: dict[str, Any]) -> list[str]:
+    args: list[str] = []
+    for key, value in overrides.items():
+        args += [f"--{key}", _cli_value(value)]
+    return args
+
+
+def _config_paths(bundle_dir: Path, config_files: str | Sequence[str]) -> list[str]:
+    files = [config_files] if isinstance(config_files, (str, Path)) else list(config_files)
+    return [str(bundle_dir / f) for f in files]
+
+
+def monai_bundle(command: str, *args: Any, timeout: float = 900, **overrides: Any) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle <command> *args --key value ...`` (overrides may hold ids such as ``a#b``)."""
+    return run_checked(
+        [sys.executable, "-m", "monai.bundle", command, *map(_cli_value, args), *_override_args(overrides)],
+        timeout=timeout,
+    )
+
+
+def copy_bundle(name: str, destination: str | Path) -> Path:
+    """Copy ``bundles/<name>`` under ``destination`` so runs write checkpoints and outputs there, not in the repo."""
+    target = Path(destination) / name
+    shutil.copytree(BUNDLES_DIR / name, target, ignore=shutil.ignore_patterns("eval", "*.pt", "*.ts"))
+    return target
+
+
+def run_bundle(
+    bundle_dir: str | Path,
+    config_files: str | Sequence[str],
+    *,
+    run_id: str = "run",
+    timeout: float = 900,
+    **overrides: Any,
+) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run`` on a bundle, its metadata and logging config, with ``overrides``.
+
+    ``config_files`` are relative to ``bundle_dir`` (e.g. ``["configs/train.json", "configs/evaluate.json"]``);
+    ``bundle_root`` defaults to ``bundle_dir``. Pass ids with ``#`` as ``**{"network_def#channels": 8}``.
+    """
+    bundle_dir = Path(bundle_dir)
+    overrides = {"bundle_root": str(bundle_dir), **overrides}
+    return monai_bundle(
+        "run",
+        run_id,
+        timeout=timeout,
+        meta_file=str(bundle_dir / "configs" / "metadata.json"),
+        config_file=_config_paths(bundle_dir, config_files),
+        logging_file=str(bundle_dir / "configs" / "logging.conf"),
+        **overrides,
+    )
+
+
+def torchrun_bundle(
+    bundle_dir: str | Path,
+    config_files: str | Sequence[str],
+    *,
+    nproc_per_node: int = 2,
+    run_id: str = "run",
+    timeout: float = 900,
+    **overrides: Any,
+) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nnodes=1 --nproc_per_node=N -m monai.bundle run ...`` (CPU: gloo)."""
+    bundle_dir = Path(bundle_dir)
+    overrides = {"bundle_root": str(bundle_dir), **overrides}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        f"--nproc_per_node={nproc_per_node}",
+        "-m",
+        "monai.bundle",
+        "run",
+        run_id,
+        "--meta_file",
+        str(bundle_dir / "configs" / "metadata.json"),
+        "--config_file",
+        _cli_value(_config_paths(bundle_dir, config_files)),
+        "--logging_file",
+        str(bundle_dir / "configs" / "logging.conf"),
+        *_override_args(overrides),
+    ]
+    return run_checked(command, timeout=timeout, env=subprocess_env({"OMP_NUM_THREADS": "1"}))
+
+
+def verify_metadata(bundle_dir: str | Path) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle verify_metadata`` against the schema kept offline in the reference folder."""
+    assert META_SCHEMA.is_file(), f"bundle metadata schema missing: {META_SCHEMA}"
+    result = monai_bundle(
+        "verify_metadata",
+        meta_file=str(Path(bundle_dir) / "configs" / "metadata.json"),
+        filepath=str(META_SCHEMA),
+        hash_val=META_SCHEMA_MD5,
+    )
+    assert "metadata is verified with no error" in result.stdout + result.stderr
+    return result
+
+
+def verify_net_in_out(
+    bundle_dir: str | Path, config_file: str = "configs/inference.json", *, n: int = 2, **overrides: Any
+) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle verify_net_in_out network_def`` on CPU; ``n`` fills sizes such as ``"16*n"``."""
+    bundle_dir = Path(bundle_dir)
+    result = monai_bundle(
+        "verify_net_in_out",
+        "network_def",
+        meta_file=str(bundle_dir / "configs" / "metadata.json"),
+        config_file=str(bundle_dir / config_file),
+        device="cpu",
+        n=n,
+        bundle_root=str(bundle_dir),
+        **overrides,
+    )
+    assert "data shape of network is verified with no error" in result.stdout + result.stderr
+    return result
+
+
+def build_network(bundle_dir: str | Path, config_file: str = "configs/inference.json", **overrides: Any):
+    """The bundle's ``network_def`` built in this process (with ``overrides``), in eval mode."""
+    from monai.bundle import ConfigParser
+
+    bundle_dir = Path(bundle_dir)
+    parser = ConfigParser()
+    parser.read_config(str(bundle_dir / config_file))
+    parser.read_meta(str(bundle_dir / "configs" / "metadata.json"))
+    for key, value in {"bundle_root": str(bundle_dir), **overrides}.items():
+        parser[key] = value
+    return parser.get_parsed_content("network_def").eval()
+
+
+def export_and_compare_torchscript(
+    bundle_dir: str | Path,
+    ckpt_file: str | Path,
+    export_file: str | Path,
+    input_shape: Sequence[int],
+    *,
+    config_file: str = "configs/inference.json",
+    use_trace: bool = True,
+    atol: float = 1e-4,
+    **overrides: Any,
+) -> float:
+    """Export ``ckpt_file`` with ``python -m monai.bundle ckpt_export`` and compare with the eager network.
+
+    The TorchScript file must load, carry the bundle's metadata, and give the eager network's output (same
+    checkpoint, same random input of ``input_shape``) within ``atol``. Returns the largest absolute difference.
+    """
+    bundle_dir = Path(bundle_dir)
+    monai_bundle(
+        "ckpt_export",
+        "network_def",
+        filepath=str(export_file),
+        ckpt_file=str(ckpt_file),
+        meta_file=str(bundle_dir / "configs" / "metadata.json"),
+        config_file=str(bundle_dir / config_file),
+        use_trace=use_trace,
+        input_shape=list(input_shape),
+        bundle_root=str(bundle_dir),
+        **overrides,
+    )
+    extra_files = {"metadata.json": "", "inference.json": ""}
+    scripted = torch.jit.load(str(export_file), map_location="cpu", _extra_files=extra_files)
+    assert '"network_data_format"' in extra_files["metadata.json"], "exported file lacks the bundle metadata"
+    eager = build_network(bundle_dir, config_file, **overrides)
+    eager.load_state_dict(torch.load(str(ckpt_file), map_location="cpu", weights_only=True))
+    sample = torch.rand(*input_shape, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        expected, actual = eager(sample), scripted(sample)
+    assert actual.shape == expected.shape, f"TorchScript output {tuple(actual.shape)} != {tuple(expected.shape)}"
+    max_difference = (actual - expected).abs().max().item()
+    assert max_difference <= atol, f"TorchScript output differs from the eager network by {max_difference}"
+    return max_difference
+
+
+def check_workflow_properties(
+    bundle_dir: str | Path, config_files: str | Sequence[str], workflow_type: str, **overrides: Any
+) -> list[str]:
+    """Missing or wrongly referenced properties of ``ConfigWorkflow(...).check_properties()`` (empty = all good)."""
+    from monai.bundle import ConfigWorkflow
+
+    bundle_dir = Path(bundle_dir)
+    workflow = ConfigWorkflow(
+        config_file=_config_paths(bundle_dir, config_files),
+        meta_file=str(bundle_dir / "configs" / "metadata.json"),
+        logging_file=False,
+        workflow_type=workflow_type,
+        **{"bundle_root": str(bundle_dir), **overrides},
+    )
+    return list(workflow.check_properties() or [])
+
+
+def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a comma-separated file with a header line (MONAI ``MetricsSaver`` ``*_raw.csv`` files)."""
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
