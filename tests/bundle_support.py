@@ -1,8 +1,11 @@
 """Helpers for testing MONAI bundles the way users run them: ``python -m monai.bundle ...`` in a subprocess.
 
-Every helper runs the command with ``PYTHONPATH`` set to this repository's root (so the bundle's
-``nnmamba_monai`` targets import this checkout), asserts exit status 0 and, on failure, shows the command
-with the tail of its stdout and stderr. Signatures are kept stable: other bundles' tests import them.
+``run_bundle``/``torchrun_bundle``/``monai_bundle`` run the command with ``PYTHONPATH`` set to this
+repository's root (so the bundle's ``nnmamba_monai`` targets import this checkout), assert exit status 0
+and, on failure, show the command with the tail of its stdout and stderr. The checks that only parse
+configs (``verify_net_in_out``, ``export_and_compare_torchscript``, ``check_workflow_properties``) call the
+same ``monai.bundle`` functions in this process unless asked for the CLI (``cli=True``): an interpreter
+start costs ~5 s here. Signatures are kept stable: other bundles' tests import them.
 
 Typical use::
 
@@ -53,16 +56,22 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for bundle subprocesses: this repo first on PYTHONPATH, few CPU threads."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("OMP_NUM_THREADS", "2")  # the CI machine is small and shared
+    # one thread per process: on a small shared CI machine oversubscribed threads cost far more than they give
+    env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("PYTHONWARNINGS", "ignore")
     env.update(extra or {})
     return env
 
 
 def run_checked(
-    command: Sequence[str], cwd: str | Path | None = None, timeout: float = 900, env: dict[str, str] | None = None
+    command: Sequence[str],
+    cwd: str | Path | None = None,
+    timeout: float = 900,
+    env: dict[str, str] | None = None,
+    expect_success: bool = True,
 ) -> subprocess.CompletedProcess:
-    """Run ``command``; assert exit status 0, showing the command and its output tails otherwise."""
+    """Run ``command``; assert exit status 0 (or, with ``expect_success=False``, non-zero), showing the command
+    and its output tails otherwise."""
     result = subprocess.run(
         [str(c) for c in command],
         cwd=str(cwd or REPO_ROOT),
@@ -71,8 +80,9 @@ def run_checked(
         text=True,
         timeout=timeout,
     )
-    assert result.returncode == 0, (
-        f"command failed with exit status {result.returncode}:\n  {' '.join(map(str, command))}\n"
+    assert (result.returncode == 0) == expect_success, (
+        f"command {'failed' if expect_success else 'unexpectedly succeeded'} with exit status {result.returncode}:"
+        f"\n  {' '.join(map(str, command))}\n"
         f"--- stdout (tail) ---\n{result.stdout[-TAIL_CHARS:]}\n--- stderr (tail) ---\n{result.stderr[-TAIL_CHARS:]}"
     )
     return result
@@ -97,11 +107,14 @@ def _config_paths(bundle_dir: Path, config_files: str | Sequence[str]) -> list[s
     return [str(bundle_dir / f) for f in files]
 
 
-def monai_bundle(command: str, *args: Any, timeout: float = 900, **overrides: Any) -> subprocess.CompletedProcess:
+def monai_bundle(
+    command: str, *args: Any, timeout: float = 900, expect_success: bool = True, **overrides: Any
+) -> subprocess.CompletedProcess:
     """``python -m monai.bundle <command> *args --key value ...`` (overrides may hold ids such as ``a#b``)."""
     return run_checked(
         [sys.executable, "-m", "monai.bundle", command, *map(_cli_value, args), *_override_args(overrides)],
         timeout=timeout,
+        expect_success=expect_success,
     )
 
 
@@ -169,39 +182,60 @@ def torchrun_bundle(
         str(bundle_dir / "configs" / "logging.conf"),
         *_override_args(overrides),
     ]
-    return run_checked(command, timeout=timeout, env=subprocess_env({"OMP_NUM_THREADS": "1"}))
+    return run_checked(command, timeout=timeout)
 
 
-def verify_metadata(bundle_dir: str | Path) -> subprocess.CompletedProcess:
-    """``python -m monai.bundle verify_metadata`` against the schema kept offline in the reference folder."""
+def verify_metadata(bundle_dir: str | Path, *, cli: bool = True) -> None:
+    """MONAI's ``verify_metadata`` against the schema kept offline in the reference folder (md5 checked).
+
+    ``cli=True`` runs ``python -m monai.bundle verify_metadata``; ``cli=False`` calls the same
+    ``monai.bundle.verify_metadata`` function in this process. Raises on a schema violation.
+    """
     assert META_SCHEMA.is_file(), f"bundle metadata schema missing: {META_SCHEMA}"
-    result = monai_bundle(
-        "verify_metadata",
-        meta_file=str(Path(bundle_dir) / "configs" / "metadata.json"),
-        filepath=str(META_SCHEMA),
-        hash_val=META_SCHEMA_MD5,
-    )
-    assert "metadata is verified with no error" in result.stdout + result.stderr
-    return result
+    arguments = {
+        "meta_file": str(Path(bundle_dir) / "configs" / "metadata.json"),
+        "filepath": str(META_SCHEMA),
+        "hash_val": META_SCHEMA_MD5,
+    }
+    if cli:
+        result = monai_bundle("verify_metadata", **arguments)
+        assert "metadata is verified with no error" in result.stdout + result.stderr
+        return
+    from monai.bundle import verify_metadata as monai_verify_metadata
+
+    monai_verify_metadata(**arguments)
 
 
 def verify_net_in_out(
-    bundle_dir: str | Path, config_file: str = "configs/inference.json", *, n: int = 2, **overrides: Any
-) -> subprocess.CompletedProcess:
-    """``python -m monai.bundle verify_net_in_out network_def`` on CPU; ``n`` fills sizes such as ``"16*n"``."""
+    bundle_dir: str | Path,
+    config_file: str = "configs/inference.json",
+    *,
+    n: int = 2,
+    cli: bool = False,
+    **overrides: Any,
+) -> None:
+    """MONAI's ``verify_net_in_out network_def`` on CPU; ``n`` fills sizes such as ``"16*n"``.
+
+    Runs ``monai.bundle.verify_net_in_out`` in this process (the function the CLI calls; saves a 5 s
+    interpreter start), or ``python -m monai.bundle verify_net_in_out`` with ``cli=True``. Raises on a
+    channel or dtype mismatch with the metadata.
+    """
     bundle_dir = Path(bundle_dir)
-    result = monai_bundle(
-        "verify_net_in_out",
-        "network_def",
-        meta_file=str(bundle_dir / "configs" / "metadata.json"),
-        config_file=str(bundle_dir / config_file),
-        device="cpu",
-        n=n,
-        bundle_root=str(bundle_dir),
+    arguments = {
+        "meta_file": str(bundle_dir / "configs" / "metadata.json"),
+        "config_file": str(bundle_dir / config_file),
+        "device": "cpu",
+        "n": n,
+        "bundle_root": str(bundle_dir),
         **overrides,
-    )
-    assert "data shape of network is verified with no error" in result.stdout + result.stderr
-    return result
+    }
+    if cli:
+        result = monai_bundle("verify_net_in_out", "network_def", **arguments)
+        assert "data shape of network is verified with no error" in result.stdout + result.stderr
+        return
+    from monai.bundle import verify_net_in_out as monai_verify_net_in_out
+
+    monai_verify_net_in_out("network_def", **arguments)
 
 
 def build_network(bundle_dir: str | Path, config_file: str = "configs/inference.json", **overrides: Any):
@@ -226,29 +260,39 @@ def export_and_compare_torchscript(
     config_file: str = "configs/inference.json",
     use_trace: bool = True,
     atol: float = 1e-4,
+    cli: bool = False,
     **overrides: Any,
 ) -> float:
-    """Export ``ckpt_file`` with ``python -m monai.bundle ckpt_export`` and compare with the eager network.
+    """Export ``ckpt_file`` with MONAI's ``ckpt_export network_def`` and compare with the eager network.
 
-    The TorchScript file must load, carry the bundle's metadata, and give the eager network's output (same
-    checkpoint, same random input of ``input_shape``) within ``atol``. Returns the largest absolute difference.
+    The TorchScript file must load, carry the bundle's metadata and config, and give the eager network's
+    output (same checkpoint, same random input of ``input_shape``) within ``atol``. Runs
+    ``monai.bundle.ckpt_export`` in this process, or ``python -m monai.bundle ckpt_export`` with ``cli=True``.
+    Returns the largest absolute difference.
     """
     bundle_dir = Path(bundle_dir)
-    monai_bundle(
-        "ckpt_export",
-        "network_def",
-        filepath=str(export_file),
-        ckpt_file=str(ckpt_file),
-        meta_file=str(bundle_dir / "configs" / "metadata.json"),
-        config_file=str(bundle_dir / config_file),
-        use_trace=use_trace,
-        input_shape=list(input_shape),
-        bundle_root=str(bundle_dir),
+    arguments = {
+        "filepath": str(export_file),
+        "ckpt_file": str(ckpt_file),
+        "meta_file": str(bundle_dir / "configs" / "metadata.json"),
+        "config_file": str(bundle_dir / config_file),
+        "use_trace": use_trace,
+        "input_shape": list(input_shape),
+        "bundle_root": str(bundle_dir),
         **overrides,
-    )
-    extra_files = {"metadata.json": "", "inference.json": ""}
+    }
+    if cli:
+        monai_bundle("ckpt_export", "network_def", **arguments)
+    else:
+        from monai.bundle import ckpt_export
+
+        ckpt_export("network_def", **arguments)
+    config_name = Path(config_file).name
+    extra_files = {"metadata.json": "", config_name: ""}
     scripted = torch.jit.load(str(export_file), map_location="cpu", _extra_files=extra_files)
-    assert '"network_data_format"' in extra_files["metadata.json"], "exported file lacks the bundle metadata"
+    embedded = {name: bytes(content).decode() for name, content in extra_files.items()}
+    assert '"network_data_format"' in embedded["metadata.json"], "exported file lacks the bundle metadata"
+    assert '"network_def"' in embedded[config_name], "exported file lacks the bundle config"
     eager = build_network(bundle_dir, config_file, **overrides)
     eager.load_state_dict(torch.load(str(ckpt_file), map_location="cpu", weights_only=True))
     sample = torch.rand(*input_shape, generator=torch.Generator().manual_seed(7))
@@ -263,7 +307,11 @@ def export_and_compare_torchscript(
 def check_workflow_properties(
     bundle_dir: str | Path, config_files: str | Sequence[str], workflow_type: str, **overrides: Any
 ) -> list[str]:
-    """Missing or wrongly referenced properties of ``ConfigWorkflow(...).check_properties()`` (empty = all good)."""
+    """Missing or wrongly referenced properties of ``ConfigWorkflow(...).check_properties()`` (empty = all good).
+
+    ``workflow_type`` is "train" or "infer". The workflow is initialised (its ``initialize`` expressions run)
+    and the required properties are instantiated, so ``overrides`` should point at small data.
+    """
     from monai.bundle import ConfigWorkflow
 
     bundle_dir = Path(bundle_dir)
@@ -274,6 +322,7 @@ def check_workflow_properties(
         workflow_type=workflow_type,
         **{"bundle_root": str(bundle_dir), **overrides},
     )
+    workflow.initialize()
     return list(workflow.check_properties() or [])
 
 

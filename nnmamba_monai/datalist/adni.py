@@ -6,16 +6,16 @@ Tasks (label 0 / label 1):
 - ``smci_pmci``: stable MCI (sMCI) vs progressive MCI (pMCI).
 
 Labels may be given as 0/1 or by name (case-insensitive). Image paths in the CSV are absolute or relative to
-``--data-root`` (default: the CSV's folder). The datalist written holds, per scan, the image path relative to the
-datalist file, the 0/1 label, the subject and a cross-validation fold (all scans of a subject share a fold, folds
-are stratified by label), under the key "training"; the bundle picks the validation fold.
+``--dataset_dir`` (default: the CSV's folder). The datalist written holds, per scan, the image path relative to
+``--dataset_dir`` (absolute if outside it; the bundle resolves them against its ``dataset_dir``), the 0/1 label, the
+subject and a cross-validation fold (all scans of a subject share a fold, folds are stratified by label), under the
+key "training"; the bundle's ``fold`` picks the validation fold, so one datalist serves every fold.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ def build_adni_datalist(
     csv_path: str | Path,
     output: str | Path,
     task: str = "nc_ad",
-    data_root: str | Path | None = None,
+    dataset_dir: str | Path | None = None,
     image_column: str = "image",
     label_column: str = "label",
     subject_column: str | None = None,
@@ -88,9 +88,10 @@ def build_adni_datalist(
 
     Args:
         csv_path: the table, with a header line.
-        output: datalist JSON to write (image paths are stored relative to its folder).
+        output: datalist JSON to write.
         task: "nc_ad" or "smci_pmci".
-        data_root: folder relative image paths start from; default the CSV's folder.
+        dataset_dir: folder relative image paths start from, and the datalist's paths are relative to; default the
+            CSV's folder.
         image_column, label_column: column names of the image path and the diagnosis.
         subject_column: column with the subject id (ADNI PTID, e.g. 002_S_0295), so that a subject's scans stay in
             one fold; None: every row is its own subject.
@@ -108,12 +109,12 @@ def build_adni_datalist(
     if task not in TASKS:
         raise DatalistError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
     csv_path, output = Path(csv_path), Path(output)
-    root = Path(data_root) if data_root is not None else csv_path.parent
+    root = Path(dataset_dir) if dataset_dir is not None else csv_path.parent
     columns, rows = _read_rows(csv_path, delimiter)
     _require_columns(
         csv_path,
         columns,
-        {"--image-column": image_column, "--label-column": label_column, "--subject-column": subject_column},
+        {"--image_column": image_column, "--label_column": label_column, "--subject_column": subject_column},
     )
     entries, missing, bad_labels, skipped = [], [], [], 0
     accepted = ", ".join(["0", "1", *[n for names in TASKS[task].values() for n in names]])
@@ -131,11 +132,11 @@ def build_adni_datalist(
             missing.append(f"line {line}: {image_column}={raw_image!r} -> {image}")
             continue
         subject = (row.get(subject_column) or "").strip() if subject_column else f"row{line}"
-        entries.append({"image": relative_path(image, output.parent), "label": label, "subject": subject})
+        entries.append({"image": relative_path(image, root), "label": label, "subject": subject})
     if bad_labels:
         raise DatalistError(
             f"{csv_path}: {len(bad_labels)} row(s) with a label that is not a class of task {task!r} "
-            f"(accepted, any case: {accepted}; or pass --skip-other-labels):{_listing(bad_labels)}"
+            f"(accepted, any case: {accepted}; or pass --skip_other_labels):{_listing(bad_labels)}"
         )
     if missing:
         raise DatalistError(
@@ -167,22 +168,19 @@ def build_adni_datalist(
 
 
 def _run(args: argparse.Namespace) -> None:
-    try:
-        build_adni_datalist(
-            csv_path=args.csv,
-            output=args.output,
-            task=args.task,
-            data_root=args.data_root,
-            image_column=args.image_column,
-            label_column=args.label_column,
-            subject_column=args.subject_column,
-            num_folds=args.num_folds,
-            seed=args.seed,
-            skip_other_labels=args.skip_other_labels,
-            delimiter=args.delimiter,
-        )
-    except DatalistError as err:
-        sys.exit(f"datalist adni: error: {err}")
+    build_adni_datalist(
+        csv_path=args.csv,
+        output=args.output,
+        task=args.task,
+        dataset_dir=args.dataset_dir,
+        image_column=args.image_column,
+        label_column=args.label_column,
+        subject_column=args.subject_column,
+        num_folds=args.num_folds,
+        seed=args.seed,
+        skip_other_labels=args.skip_other_labels,
+        delimiter=args.delimiter,
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -194,15 +192,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--csv", required=True, type=Path, help="table with a header line, one row per scan")
-    parser.add_argument("--output", required=True, type=Path, help="datalist JSON to write, e.g. ADNI/datalist.json")
+    parser.add_argument("--output", required=True, type=Path, help="datalist JSON, e.g. configs/datalist_nc_ad.json")
     parser.add_argument("--task", choices=sorted(TASKS), default="nc_ad", help="classification task (default nc_ad)")
-    parser.add_argument("--data-root", type=Path, help="folder relative image paths start from (default: CSV's)")
-    parser.add_argument("--image-column", default="image", help="column of image paths (default 'image')")
-    parser.add_argument("--label-column", default="label", help="column of diagnoses (default 'label')")
-    parser.add_argument("--subject-column", help="column of subject ids; keeps a subject's scans in one fold")
-    parser.add_argument("--num-folds", type=int, default=5, help="cross-validation folds (default 5)")
+    parser.add_argument("--dataset_dir", type=Path, help="folder image paths are relative to (default: the CSV's)")
+    parser.add_argument("--image_column", default="image", help="column of image paths (default 'image')")
+    parser.add_argument("--label_column", default="label", help="column of diagnoses (default 'label')")
+    parser.add_argument("--subject_column", help="column of subject ids; keeps a subject's scans in one fold")
+    parser.add_argument("--num_folds", type=int, default=5, help="cross-validation folds (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default 0)")
-    parser.add_argument("--skip-other-labels", action="store_true", help="drop rows whose label is not of the task")
+    parser.add_argument("--skip_other_labels", action="store_true", help="drop rows whose label is not of the task")
     parser.add_argument("--delimiter", default=",", help="CSV field separator (default ',')")
     parser.set_defaults(func=_run)
     return parser

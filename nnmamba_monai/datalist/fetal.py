@@ -12,16 +12,15 @@ Landmark files: ``{"coordinate_system": "RAS", "landmarks": {"TCD1": [x, y, z], 
 (``nibabel.load(path).affine``: the sform if its code is > 0, else the qform); the bundle reads the images with MONAI's
 NibabelReader, i.e. through the same affine. LPS points are converted to RAS.
 
-The datalist (key "training") holds per case the image path relative to the datalist file, the landmarks as a
+The datalist (key "training") holds per case the image path relative to ``--dataset_dir``, the landmarks as a
 (6, 3) list in RAS mm in the bundle's channel order, the case id and a cross-validation fold. Every landmark must lie
-inside its image volume (a point outside almost always means RAS/LPS or a wrong file); ``--no-check-bounds`` skips
+inside its image volume (a point outside almost always means RAS/LPS or a wrong file); ``--no_check_bounds`` skips
 that check.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,7 +75,7 @@ def _listing(problems: list[str]) -> str:
 
 def build_fetal_datalist(
     dataset_dir: str | Path,
-    output: str | Path | None = None,
+    output: str | Path,
     images_dir: str = "images",
     landmarks_dir: str = "landmarks",
     landmark_names: Sequence[str] = FETAL_CEREBELLUM_LANDMARKS,
@@ -88,7 +87,7 @@ def build_fetal_datalist(
 
     Args:
         dataset_dir: the dataset folder (layout in the module docstring).
-        output: datalist JSON to write; default ``<dataset_dir>/datalist.json``.
+        output: datalist JSON to write (the bundle reads ``configs/datalist.json``).
         images_dir, landmarks_dir: sub-folders of ``dataset_dir``.
         landmark_names: landmarks required in every file, in heatmap-channel order.
         num_folds, seed: cross-validation folds (one case per fetus is assumed: each case is its own group).
@@ -102,7 +101,7 @@ def build_fetal_datalist(
             landmarks outside their image.
     """
     dataset_dir = Path(dataset_dir)
-    output = Path(output) if output is not None else dataset_dir / "datalist.json"
+    output = Path(output)
     images = _index(dataset_dir / images_dir, IMAGE_SUFFIXES, "image")
     landmark_files = _index(dataset_dir / landmarks_dir, LANDMARK_SUFFIXES, "landmark")
     if not images:
@@ -134,7 +133,7 @@ def build_fetal_datalist(
             continue
         entries.append(
             {
-                "image": relative_path(image, output.parent),
+                "image": relative_path(image, dataset_dir),
                 "landmarks": np.round(points, 4).tolist(),
                 "case_id": case,
             }
@@ -158,18 +157,15 @@ def build_fetal_datalist(
 
 
 def _run(args: argparse.Namespace) -> None:
-    try:
-        build_fetal_datalist(
-            dataset_dir=args.dataset_dir,
-            output=args.output,
-            images_dir=args.images_dir,
-            landmarks_dir=args.landmarks_dir,
-            num_folds=args.num_folds,
-            seed=args.seed,
-            check_bounds=args.check_bounds,
-        )
-    except DatalistError as err:
-        sys.exit(f"datalist fetal: error: {err}")
+    build_fetal_datalist(
+        dataset_dir=args.dataset_dir,
+        output=args.output,
+        images_dir=args.images_dir,
+        landmarks_dir=args.landmarks_dir,
+        num_folds=args.num_folds,
+        seed=args.seed,
+        check_bounds=args.check_bounds,
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -180,14 +176,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--dataset-dir", required=True, type=Path, help="folder holding images/ and landmarks/")
-    parser.add_argument("--output", type=Path, help="datalist JSON to write (default <dataset-dir>/datalist.json)")
-    parser.add_argument("--images-dir", default="images", help="image sub-folder (default 'images')")
-    parser.add_argument("--landmarks-dir", default="landmarks", help="landmark sub-folder (default 'landmarks')")
-    parser.add_argument("--num-folds", type=int, default=5, help="cross-validation folds (default 5)")
+    parser.add_argument("--dataset_dir", required=True, type=Path, help="folder holding images/ and landmarks/")
+    parser.add_argument("--output", required=True, type=Path, help="datalist JSON, e.g. configs/datalist.json")
+    parser.add_argument("--images_dir", default="images", help="image sub-folder (default 'images')")
+    parser.add_argument("--landmarks_dir", default="landmarks", help="landmark sub-folder (default 'landmarks')")
+    parser.add_argument("--num_folds", type=int, default=5, help="cross-validation folds (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default 0)")
     parser.add_argument(
-        "--no-check-bounds", dest="check_bounds", action="store_false", help="allow landmarks outside the image"
+        "--no_check_bounds", dest="check_bounds", action="store_false", help="allow landmarks outside the image"
     )
     parser.set_defaults(func=_run)
     return parser

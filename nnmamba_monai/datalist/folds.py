@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
@@ -34,7 +33,7 @@ def grouped_stratified_folds(
         fold index in [0, num_folds) per item.
     """
     if num_folds < 2:
-        raise DatalistError(f"--num-folds must be at least 2; got {num_folds}")
+        raise DatalistError(f"--num_folds must be at least 2; got {num_folds}")
     first_stratum: dict[Hashable, Hashable] = {}
     for group, stratum in zip(groups, strata):
         first_stratum.setdefault(group, stratum)
@@ -45,7 +44,7 @@ def grouped_stratified_folds(
     if too_small:
         raise DatalistError(
             f"{num_folds} folds need at least {num_folds} subjects per class; too few in {too_small} "
-            "(use a smaller --num-folds)"
+            "(use a smaller --num_folds)"
         )
     rng = random.Random(seed)
     fold_of: dict[Hashable, int] = {}
@@ -60,11 +59,9 @@ def grouped_stratified_folds(
 
 
 def relative_path(path: Path, start: Path) -> str:
-    """``path`` relative to ``start`` (POSIX separators) when possible, else absolute."""
-    try:
-        return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
-    except ValueError:  # different drives on Windows
-        return path.resolve().as_posix()
+    """``path`` relative to ``start`` (POSIX separators) when it lies inside ``start``, else absolute."""
+    path, start = path.resolve(), start.resolve()
+    return (path.relative_to(start) if start in path.parents else path).as_posix()
 
 
 def write_datalist(path: Path, content: Mapping[str, Any]) -> None:

@@ -77,8 +77,13 @@ def make_fetal_dataset(
     affine: np.ndarray = OBLIQUE_AFFINE,
     seed: int = 0,
     coordinate_system: str = "RAS",
+    blob_landmarks: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """``root/images/<case>.nii.gz`` with a bright blob at each landmark, ``root/landmarks/<case>.json`` in world mm.
+    """``root/images/<case>.nii.gz`` with a bright blob at landmarks, ``root/landmarks/<case>.json`` in world mm.
+
+    Args:
+        blob_landmarks: indices of the landmarks that get a Gaussian blob (sigma 1.5 voxels) in the image;
+            None: all six.
 
     Returns the RAS world coordinates (6, 3) per case id.
     """
@@ -88,7 +93,8 @@ def make_fetal_dataset(
         case = f"fetus_{index:03d}"
         voxels = fetal_case_landmarks(shape, rng)
         world = (affine[:3, :3] @ voxels.T).T + affine[:3, 3]
-        save_nifti(root / "images" / f"{case}.nii.gz", gaussian_blobs(shape, voxels, 1.5), affine)
+        blobs = voxels if blob_landmarks is None else voxels[list(blob_landmarks)]
+        save_nifti(root / "images" / f"{case}.nii.gz", gaussian_blobs(shape, blobs, 1.5), affine)
         points = world * np.array([-1.0, -1.0, 1.0]) if coordinate_system == "LPS" else world
         content = {
             "coordinate_system": coordinate_system,
