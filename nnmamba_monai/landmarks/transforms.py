@@ -29,7 +29,8 @@ class HeatmapToWorldLandmarksd(MapTransform):
         keys: heatmap keys (e.g. "pred").
         ref_image_keys: key of the image whose affine maps heatmap voxels to world (e.g. "image"); one per key or
             one for all. None: use the heatmap's own ``MetaTensor.affine``.
-        output_keys: where to store the (N, S) float32 world coordinates; default "{key}_landmarks".
+        output_keys: where to store the (N, S) float32 world coordinates (on the CPU: they are a few numbers, and
+            reference landmarks from the datalist stay on the CPU too); default "{key}_landmarks".
         refine: sub-voxel refinement, see :func:`heatmap_peaks`.
         radius: centroid window half-width (voxels) for ``refine="centroid"``.
         allow_missing_keys: do not raise if a key is missing.
@@ -71,5 +72,5 @@ class HeatmapToWorldLandmarksd(MapTransform):
             maps = torch.as_tensor(heatmaps)
             peaks = heatmap_peaks(maps[None], refine=self.refine, radius=self.radius)[0]  # (N, S) voxels
             world = voxel_to_world(peaks, torch.as_tensor(affine).to(peaks.device))
-            d[out_key] = world.float()
+            d[out_key] = world.float().cpu()
         return d

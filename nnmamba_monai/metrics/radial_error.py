@@ -19,7 +19,8 @@ def compute_radial_error(
 
     Args:
         y_pred: (B, N, S) predicted points, S spatial coordinates each.
-        y: (B, N, S) reference points; a point with any non-finite coordinate is "not annotated".
+        y: (B, N, S) reference points (moved to ``y_pred``'s device); a point with any non-finite coordinate is
+            "not annotated".
         spacing: None when the points are world coordinates in mm. For voxel coordinates, the voxel size in mm
             per axis, (S,) or per case (B, S); coordinate differences are scaled by it before the norm.
 
@@ -30,6 +31,7 @@ def compute_radial_error(
     """
     if y_pred.shape != y.shape or y.dim() != 3:
         raise ValueError(f"y_pred and y must both be (B, N, S); got {tuple(y_pred.shape)} and {tuple(y.shape)}")
+    y = y.to(y_pred.device)
     diff = y_pred.double() - y.double()
     if spacing is not None:
         scale = torch.as_tensor(spacing, dtype=torch.float64, device=diff.device)
