@@ -1,11 +1,12 @@
 """Helpers for testing MONAI bundles the way users run them: ``python -m monai.bundle ...`` in a subprocess.
 
-``run_bundle``/``torchrun_bundle``/``monai_bundle`` run the command with ``PYTHONPATH`` set to this
-repository's root (so the bundle's ``nnmamba_monai`` targets import this checkout), assert exit status 0
-and, on failure, show the command with the tail of its stdout and stderr. The checks that only parse
-configs (``verify_net_in_out``, ``export_and_compare_torchscript``, ``check_workflow_properties``) call the
-same ``monai.bundle`` functions in this process unless asked for the CLI (``cli=True``): an interpreter
-start costs ~5 s here. Signatures are kept stable: other bundles' tests import them.
+``run_bundle``, ``torchrun_bundle``, ``monai_bundle`` and ``verify_metadata`` run the command with
+``PYTHONPATH`` set to this repository's root (so the bundle's ``nnmamba_monai`` targets import this
+checkout), assert exit status 0 and, on failure, show the command with the tail of its stdout and stderr.
+The checks that only parse configs (``verify_net_in_out``, ``export_and_compare_torchscript``,
+``check_workflow_properties``) call the same ``monai.bundle`` functions in this process unless asked for
+the CLI (``cli=True``): an interpreter start costs ~5 s here. Signatures are kept stable: other bundles'
+tests import them.
 
 Typical use::
 
@@ -108,11 +109,17 @@ def _config_paths(bundle_dir: Path, config_files: str | Sequence[str]) -> list[s
 
 
 def monai_bundle(
-    command: str, *args: Any, timeout: float = 900, expect_success: bool = True, **overrides: Any
+    command: str,
+    *args: Any,
+    timeout: float = 900,
+    expect_success: bool = True,
+    cwd: str | Path | None = None,
+    **overrides: Any,
 ) -> subprocess.CompletedProcess:
     """``python -m monai.bundle <command> *args --key value ...`` (overrides may hold ids such as ``a#b``)."""
     return run_checked(
         [sys.executable, "-m", "monai.bundle", command, *map(_cli_value, args), *_override_args(overrides)],
+        cwd=cwd,
         timeout=timeout,
         expect_success=expect_success,
     )
@@ -131,22 +138,32 @@ def run_bundle(
     *,
     run_id: str = "run",
     timeout: float = 900,
+    from_bundle_dir: bool = False,
     **overrides: Any,
 ) -> subprocess.CompletedProcess:
     """``python -m monai.bundle run`` on a bundle, its metadata and logging config, with ``overrides``.
 
-    ``config_files`` are relative to ``bundle_dir`` (e.g. ``["configs/train.json", "configs/evaluate.json"]``);
-    ``bundle_root`` defaults to ``bundle_dir``. Pass ids with ``#`` as ``**{"network_def#channels": 8}``.
+    ``config_files`` are relative to ``bundle_dir`` (e.g. ``["configs/train.json", "configs/evaluate.json"]``).
+    By default the paths are absolute and ``bundle_root`` is set to ``bundle_dir``; ``from_bundle_dir=True``
+    instead runs the command exactly as the bundle READMEs write it: from inside the bundle folder, with
+    relative paths and the configs' own ``bundle_root`` ("."). Pass ids with ``#`` as
+    ``**{"network_def#channels": 8}``.
     """
     bundle_dir = Path(bundle_dir)
-    overrides = {"bundle_root": str(bundle_dir), **overrides}
+    files = [config_files] if isinstance(config_files, (str, Path)) else list(config_files)
+    if from_bundle_dir:
+        root, cwd = Path("."), bundle_dir
+    else:
+        root, cwd = bundle_dir, None
+        overrides = {"bundle_root": str(bundle_dir), **overrides}
     return monai_bundle(
         "run",
         run_id,
         timeout=timeout,
-        meta_file=str(bundle_dir / "configs" / "metadata.json"),
-        config_file=_config_paths(bundle_dir, config_files),
-        logging_file=str(bundle_dir / "configs" / "logging.conf"),
+        cwd=cwd,
+        meta_file=str(root / "configs" / "metadata.json"),
+        config_file=[str(root / f) for f in files] if len(files) > 1 else str(root / files[0]),
+        logging_file=str(root / "configs" / "logging.conf"),
         **overrides,
     )
 

@@ -66,7 +66,10 @@ def trained(tmp_path_factory):
     datalist = json.loads(build_datalist(bundle, dataset_dir, "subjects.csv", "nc_ad").read_text())
     write_mci_table(dataset_dir)
     build_datalist(bundle, dataset_dir, "mci.csv", "smci_pmci")
-    result = run_bundle(bundle, ["configs/train.json"], dataset_dir=dataset_dir, **TINY, **ONE_EPOCH)
+    # as the README writes it: from inside the bundle folder, relative config paths, bundle_root "."
+    result = run_bundle(
+        bundle, ["configs/train.json"], from_bundle_dir=True, dataset_dir=dataset_dir, **TINY, **ONE_EPOCH
+    )
     return SimpleNamespace(dataset_dir=dataset_dir, datalist=datalist, bundle=bundle, log=result.stdout, root=root)
 
 

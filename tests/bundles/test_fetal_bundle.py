@@ -63,7 +63,8 @@ def trained(tmp_path_factory):
     args = ["fetal", "--dataset_dir", str(dataset_dir), "--output", str(datalist_file), "--num_folds", "3"]
     assert datalist_main(args) == 0
     overrides = {**TINY, "val_interval": 1, "train#trainer#max_epochs": 1}
-    result = run_bundle(bundle, ["configs/train.json"], dataset_dir=dataset_dir, **overrides)
+    # as the README writes it: from inside the bundle folder, relative config paths, bundle_root "."
+    result = run_bundle(bundle, ["configs/train.json"], from_bundle_dir=True, dataset_dir=dataset_dir, **overrides)
     datalist = json.loads(datalist_file.read_text())
     return SimpleNamespace(
         root=root, dataset_dir=dataset_dir, bundle=bundle, truth=truth, datalist=datalist, log=result.stdout
@@ -116,6 +117,7 @@ def test_heatmap_targets_decode_to_the_world_landmarks_within_one_voxel(trained,
     for key, value in overrides.items():
         parser[key] = value
     preprocessing = parser.get_parsed_content(f"{section}#preprocessing")
+    preprocessing.set_random_state(seed=0)  # deterministic test (40 seeds were checked once, worst 0.81 voxel)
     decode = HeatmapToWorldLandmarksd(keys="label", ref_image_keys="image", output_keys="decoded")
     for entry in parser.get_parsed_content("datalist"):
         item = decode(preprocessing(entry))
@@ -136,7 +138,8 @@ def test_training_runs_two_iterations_and_saves_a_loadable_checkpoint(trained):
 
 
 def test_evaluate_writes_mre_and_landmark_tables_that_agree(trained):
-    run_bundle(trained.bundle, ["configs/train.json", "configs/evaluate.json"], dataset_dir=trained.dataset_dir, **TINY)
+    configs = ["configs/train.json", "configs/evaluate.json"]
+    run_bundle(trained.bundle, configs, from_bundle_dir=True, dataset_dir=trained.dataset_dir, **TINY)
     out = trained.bundle / "eval"
     validation = sorted(e["case_id"] for e in trained.datalist["training"] if e["fold"] == 0)
     predicted = landmark_table(out / "landmarks.csv")
