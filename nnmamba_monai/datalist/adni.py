@@ -1,0 +1,206 @@
+"""ADNI classification datalist from a CSV table (one row per T1 scan: image path, diagnosis label).
+
+Tasks (label 0 / label 1):
+
+- ``nc_ad``: normal controls (NC, also written CN) vs Alzheimer's disease (AD, also "Dementia");
+- ``smci_pmci``: stable MCI (sMCI) vs progressive MCI (pMCI).
+
+Labels may be given as 0/1 or by name (case-insensitive). Image paths in the CSV are absolute or relative to
+``--dataset_dir`` (default: the CSV's folder). The datalist written holds, per scan, the image path relative to
+``--dataset_dir`` (absolute if outside it; the bundle resolves them against its ``dataset_dir``), the 0/1 label, the
+subject and a cross-validation fold (all scans of a subject share a fold, folds are stratified by label), under the
+key "training"; the bundle's ``fold`` picks the validation fold, so one datalist serves every fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+from typing import Any
+
+from nnmamba_monai.datalist.folds import DatalistError, grouped_stratified_folds, relative_path, write_datalist
+
+__all__ = ["TASKS", "add_parser", "build_adni_datalist", "parse_label"]
+
+TASKS: dict[str, dict[int, tuple[str, ...]]] = {
+    "nc_ad": {0: ("NC", "CN"), 1: ("AD", "DEMENTIA")},
+    "smci_pmci": {0: ("SMCI",), 1: ("PMCI",)},
+}
+CLASS_NAMES = {"nc_ad": {0: "NC", 1: "AD"}, "smci_pmci": {0: "sMCI", 1: "pMCI"}}
+MAX_LISTED = 10
+
+
+def parse_label(value: str, task: str) -> int | None:
+    """0 or 1 for a label of ``task`` ('0', '1', '1.0' or a class name, any case); None if not of this task."""
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number in (0.0, 1.0):
+        return int(number)
+    for label, names in TASKS[task].items():
+        if text.upper() in names:
+            return label
+    return None
+
+
+def _read_rows(csv_path: Path, delimiter: str) -> tuple[list[str], list[dict[str, str]]]:
+    if not csv_path.is_file():
+        raise DatalistError(f"CSV file not found: {csv_path}")
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        rows = list(reader)
+        columns = list(reader.fieldnames or [])
+    if not rows:
+        raise DatalistError(f"{csv_path}: no data rows (a header line and one row per scan are expected)")
+    return columns, rows
+
+
+def _require_columns(csv_path: Path, columns: list[str], wanted: dict[str, str | None]) -> None:
+    for option, column in wanted.items():
+        if column is not None and column not in columns:
+            raise DatalistError(
+                f"{csv_path}: column {column!r} not found (set it with {option}); the columns are {columns}"
+            )
+
+
+def _listing(problems: list[str]) -> str:
+    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    return "\n  " + "\n  ".join(problems[:MAX_LISTED]) + more
+
+
+def build_adni_datalist(
+    csv_path: str | Path,
+    output: str | Path,
+    task: str = "nc_ad",
+    dataset_dir: str | Path | None = None,
+    image_column: str = "image",
+    label_column: str = "label",
+    subject_column: str | None = None,
+    num_folds: int = 5,
+    seed: int = 0,
+    skip_other_labels: bool = False,
+    delimiter: str = ",",
+) -> dict[str, Any]:
+    """Read the CSV, check every image exists and every label belongs to ``task``, assign folds, write ``output``.
+
+    Args:
+        csv_path: the table, with a header line.
+        output: datalist JSON to write.
+        task: "nc_ad" or "smci_pmci".
+        dataset_dir: folder relative image paths start from, and the datalist's paths are relative to; default the
+            CSV's folder.
+        image_column, label_column: column names of the image path and the diagnosis.
+        subject_column: column with the subject id (ADNI PTID, e.g. 002_S_0295), so that a subject's scans stay in
+            one fold; None: every row is its own subject.
+        num_folds, seed: cross-validation folds (stratified by label, grouped by subject).
+        skip_other_labels: drop rows whose label is not a class of ``task`` (e.g. MCI rows for nc_ad) instead of
+            failing.
+        delimiter: CSV field separator.
+
+    Returns:
+        The datalist written.
+
+    Raises:
+        DatalistError: naming the missing column, the rows with missing image files or unknown labels.
+    """
+    if task not in TASKS:
+        raise DatalistError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+    csv_path, output = Path(csv_path), Path(output)
+    root = Path(dataset_dir) if dataset_dir is not None else csv_path.parent
+    columns, rows = _read_rows(csv_path, delimiter)
+    _require_columns(
+        csv_path,
+        columns,
+        {"--image_column": image_column, "--label_column": label_column, "--subject_column": subject_column},
+    )
+    entries, missing, bad_labels, skipped = [], [], [], 0
+    accepted = ", ".join(["0", "1", *[n for names in TASKS[task].values() for n in names]])
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        raw_image, raw_label = (row.get(image_column) or "").strip(), row.get(label_column) or ""
+        label = parse_label(raw_label, task)
+        if label is None:
+            if skip_other_labels:
+                skipped += 1
+                continue
+            bad_labels.append(f"line {line}: {label_column}={raw_label!r}")
+            continue
+        image = Path(raw_image) if Path(raw_image).is_absolute() else root / raw_image
+        if not raw_image or not image.is_file():
+            missing.append(f"line {line}: {image_column}={raw_image!r} -> {image}")
+            continue
+        subject = (row.get(subject_column) or "").strip() if subject_column else f"row{line}"
+        entries.append({"image": relative_path(image, root), "label": label, "subject": subject})
+    if bad_labels:
+        raise DatalistError(
+            f"{csv_path}: {len(bad_labels)} row(s) with a label that is not a class of task {task!r} "
+            f"(accepted, any case: {accepted}; or pass --skip_other_labels):{_listing(bad_labels)}"
+        )
+    if missing:
+        raise DatalistError(
+            f"{csv_path}: {len(missing)} image file(s) not found (relative paths start at {root}):{_listing(missing)}"
+        )
+    seen: dict[str, int] = {}
+    for entry in entries:
+        seen[entry["image"]] = seen.get(entry["image"], 0) + 1
+    duplicated = [image for image, count in seen.items() if count > 1]
+    if duplicated:
+        raise DatalistError(f"{csv_path}: image(s) listed more than once:{_listing(duplicated)}")
+    folds = grouped_stratified_folds(
+        [e["subject"] for e in entries], [e["label"] for e in entries], num_folds=num_folds, seed=seed
+    )
+    for entry, fold in zip(entries, folds):
+        entry["fold"] = fold
+    datalist = {
+        "name": f"ADNI {CLASS_NAMES[task][0]} vs {CLASS_NAMES[task][1]}",
+        "task": task,
+        "labels": {str(k): v for k, v in CLASS_NAMES[task].items()},
+        "num_folds": num_folds,
+        "seed": seed,
+        "source": str(csv_path),
+        "skipped_rows": skipped,
+        "training": entries,
+    }
+    write_datalist(output, datalist)
+    return datalist
+
+
+def _run(args: argparse.Namespace) -> None:
+    build_adni_datalist(
+        csv_path=args.csv,
+        output=args.output,
+        task=args.task,
+        dataset_dir=args.dataset_dir,
+        image_column=args.image_column,
+        label_column=args.label_column,
+        subject_column=args.subject_column,
+        num_folds=args.num_folds,
+        seed=args.seed,
+        skip_other_labels=args.skip_other_labels,
+        delimiter=args.delimiter,
+    )
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``adni`` subcommand."""
+    parser = subparsers.add_parser(
+        "adni",
+        help="ADNI T1 classification (NC vs AD, sMCI vs pMCI) from a CSV of image paths and labels",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--csv", required=True, type=Path, help="table with a header line, one row per scan")
+    parser.add_argument("--output", required=True, type=Path, help="datalist JSON, e.g. configs/datalist_nc_ad.json")
+    parser.add_argument("--task", choices=sorted(TASKS), default="nc_ad", help="classification task (default nc_ad)")
+    parser.add_argument("--dataset_dir", type=Path, help="folder image paths are relative to (default: the CSV's)")
+    parser.add_argument("--image_column", default="image", help="column of image paths (default 'image')")
+    parser.add_argument("--label_column", default="label", help="column of diagnoses (default 'label')")
+    parser.add_argument("--subject_column", help="column of subject ids; keeps a subject's scans in one fold")
+    parser.add_argument("--num_folds", type=int, default=5, help="cross-validation folds (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default 0)")
+    parser.add_argument("--skip_other_labels", action="store_true", help="drop rows whose label is not of the task")
+    parser.add_argument("--delimiter", default=",", help="CSV field separator (default ',')")
+    parser.set_defaults(func=_run)
+    return parser

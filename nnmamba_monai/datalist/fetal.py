@@ -1,0 +1,189 @@
+"""Fetal cerebellum landmark datalist from image files and one landmark JSON file per case.
+
+Layout (``<case>`` is any file-name-safe id)::
+
+    <dataset_dir>/
+      images/<case>.nii.gz          3D volume, one channel (.nii also accepted)
+      landmarks/<case>.json         the six landmarks in world coordinates (mm); <case>.mrk.json also accepted
+
+Landmark files: ``{"coordinate_system": "RAS", "landmarks": {"TCD1": [x, y, z], "TCD2": [...], "HDV1": [...],
+"HDV2": [...], "ADV1": [...], "ADV2": [...]}}`` or a 3D Slicer markups file with control points labelled so (see
+``nnmamba_monai.landmarks.io``). World space is that of the image file: RAS+ mm as nibabel reports it
+(``nibabel.load(path).affine``: the sform if its code is > 0, else the qform); the bundle reads the images with MONAI's
+NibabelReader, i.e. through the same affine. LPS points are converted to RAS.
+
+The datalist (key "training") holds per case the image path relative to ``--dataset_dir``, the landmarks as a
+(6, 3) list in RAS mm in the bundle's channel order, the case id and a cross-validation fold. Every landmark must lie
+inside its image volume (a point outside almost always means RAS/LPS or a wrong file); ``--no_check_bounds`` skips
+that check.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from nnmamba_monai.datalist.folds import DatalistError, grouped_stratified_folds, relative_path, write_datalist
+from nnmamba_monai.landmarks.io import FETAL_CEREBELLUM_LANDMARKS, LandmarkFileError, read_landmark_file
+
+__all__ = ["IMAGE_SUFFIXES", "LANDMARK_SUFFIXES", "add_parser", "build_fetal_datalist", "landmarks_outside_image"]
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii")
+LANDMARK_SUFFIXES = (".mrk.json", ".json")
+MAX_LISTED = 10
+
+
+def _case_id(path: Path, suffixes: Sequence[str]) -> str | None:
+    for suffix in suffixes:
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            return path.name[: -len(suffix)]
+    return None
+
+
+def _index(folder: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise DatalistError(f"{what} folder not found: {folder}")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        case = _case_id(path, suffixes)
+        if case is None or not path.is_file():
+            continue
+        if case in found:
+            raise DatalistError(f"case {case!r} has two {what} files: {found[case].name} and {path.name}")
+        found[case] = path
+    return found
+
+
+def landmarks_outside_image(image_path: Path, points_ras: np.ndarray, tolerance_voxels: float = 0.5) -> list[int]:
+    """Indices of the points (N, 3) RAS mm that fall outside the image volume (voxel centres +- ``tolerance``)."""
+    image = nib.load(str(image_path))  # header only: the voxel data is not read
+    voxels = nib.affines.apply_affine(np.linalg.inv(image.affine), points_ras)
+    shape = np.asarray(image.shape[:3], dtype=float)
+    inside = (voxels >= -tolerance_voxels).all(-1) & (voxels <= shape - 1 + tolerance_voxels).all(-1)
+    return [int(i) for i in np.flatnonzero(~inside)]
+
+
+def _listing(problems: list[str]) -> str:
+    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    return "\n  " + "\n  ".join(problems[:MAX_LISTED]) + more
+
+
+def build_fetal_datalist(
+    dataset_dir: str | Path,
+    output: str | Path,
+    images_dir: str = "images",
+    landmarks_dir: str = "landmarks",
+    landmark_names: Sequence[str] = FETAL_CEREBELLUM_LANDMARKS,
+    num_folds: int = 5,
+    seed: int = 0,
+    check_bounds: bool = True,
+) -> dict[str, Any]:
+    """Pair images with landmark files, read and check the landmarks, assign folds, write the datalist.
+
+    Args:
+        dataset_dir: the dataset folder (layout in the module docstring).
+        output: datalist JSON to write (the bundle reads ``configs/datalist.json``).
+        images_dir, landmarks_dir: sub-folders of ``dataset_dir``.
+        landmark_names: landmarks required in every file, in heatmap-channel order.
+        num_folds, seed: cross-validation folds (one case per fetus is assumed: each case is its own group).
+        check_bounds: fail when a landmark lies outside its image volume.
+
+    Returns:
+        The datalist written.
+
+    Raises:
+        DatalistError: naming cases without a landmark file (or the reverse), unreadable files, missing landmarks and
+            landmarks outside their image.
+    """
+    dataset_dir = Path(dataset_dir)
+    output = Path(output)
+    images = _index(dataset_dir / images_dir, IMAGE_SUFFIXES, "image")
+    landmark_files = _index(dataset_dir / landmarks_dir, LANDMARK_SUFFIXES, "landmark")
+    if not images:
+        raise DatalistError(f"no images ({' or '.join(IMAGE_SUFFIXES)}) in {dataset_dir / images_dir}")
+    without_landmarks = [
+        f"{images[c].name}: expected {landmarks_dir}/{c}.json" for c in images if c not in landmark_files
+    ]
+    if without_landmarks:
+        raise DatalistError(f"{len(without_landmarks)} image(s) without a landmark file:{_listing(without_landmarks)}")
+    orphans = [landmark_files[c].name for c in landmark_files if c not in images]
+    if orphans:
+        raise DatalistError(
+            f"{len(orphans)} landmark file(s) without an image {images_dir}/<case>.nii.gz:{_listing(orphans)}"
+        )
+    entries, problems = [], []
+    for case, image in images.items():
+        try:
+            points = read_landmark_file(landmark_files[case], landmark_names)
+        except LandmarkFileError as err:
+            problems.append(str(err))
+            continue
+        outside = landmarks_outside_image(image, points) if check_bounds else []
+        if outside:
+            names = [landmark_names[i] for i in outside]
+            problems.append(
+                f"{landmark_files[case]}: landmark(s) {names} lie outside {image.name} "
+                "(check the coordinate system, RAS or LPS, and that the file belongs to this image)"
+            )
+            continue
+        entries.append(
+            {
+                "image": relative_path(image, dataset_dir),
+                "landmarks": np.round(points, 4).tolist(),
+                "case_id": case,
+            }
+        )
+    if problems:
+        raise DatalistError(f"{len(problems)} landmark file problem(s):{_listing(problems)}")
+    folds = grouped_stratified_folds([e["case_id"] for e in entries], [0] * len(entries), num_folds, seed)
+    for entry, fold in zip(entries, folds):
+        entry["fold"] = fold
+    datalist = {
+        "name": "fetal cerebellum landmarks",
+        "landmark_names": list(landmark_names),
+        "coordinate_system": "RAS",
+        "units": "mm",
+        "num_folds": num_folds,
+        "seed": seed,
+        "training": entries,
+    }
+    write_datalist(output, datalist)
+    return datalist
+
+
+def _run(args: argparse.Namespace) -> None:
+    build_fetal_datalist(
+        dataset_dir=args.dataset_dir,
+        output=args.output,
+        images_dir=args.images_dir,
+        landmarks_dir=args.landmarks_dir,
+        num_folds=args.num_folds,
+        seed=args.seed,
+        check_bounds=args.check_bounds,
+    )
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``fetal`` subcommand."""
+    parser = subparsers.add_parser(
+        "fetal",
+        help="fetal cerebellum landmarks (TCD, HDV, ADV pairs) from images/ and landmarks/ folders",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dataset_dir", required=True, type=Path, help="folder holding images/ and landmarks/")
+    parser.add_argument("--output", required=True, type=Path, help="datalist JSON, e.g. configs/datalist.json")
+    parser.add_argument("--images_dir", default="images", help="image sub-folder (default 'images')")
+    parser.add_argument("--landmarks_dir", default="landmarks", help="landmark sub-folder (default 'landmarks')")
+    parser.add_argument("--num_folds", type=int, default=5, help="cross-validation folds (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default 0)")
+    parser.add_argument(
+        "--no_check_bounds", dest="check_bounds", action="store_false", help="allow landmarks outside the image"
+    )
+    parser.set_defaults(func=_run)
+    return parser

@@ -1,0 +1,166 @@
+"""``python -m nnmamba_monai.datalist adni|fetal``: layouts, folds, and errors naming the file/column/landmark."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from monai.data import load_decathlon_datalist
+
+from nnmamba_monai.datalist.__main__ import main
+from nnmamba_monai.datalist.adni import build_adni_datalist, parse_label
+from nnmamba_monai.datalist.fetal import build_fetal_datalist
+from nnmamba_monai.datalist.folds import DatalistError, grouped_stratified_folds
+from nnmamba_monai.landmarks import FETAL_CEREBELLUM_LANDMARKS
+from tests.bundles.synthetic import OBLIQUE_AFFINE, make_adni_dataset, make_fetal_dataset
+
+
+def rewrite_csv(path, rows):
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# ---------------------------------------------------------------- folds
+
+
+def test_folds_keep_subjects_together_and_balance_labels():
+    subjects = [f"s{i // 2}" for i in range(40)]  # two scans per subject
+    labels = [int(s[1:]) % 2 for s in subjects]
+    folds = grouped_stratified_folds(subjects, labels, num_folds=5, seed=3)
+    assert folds == grouped_stratified_folds(subjects, labels, num_folds=5, seed=3)  # deterministic
+    for subject in set(subjects):
+        assert len({f for s, f in zip(subjects, folds) if s == subject}) == 1
+    for fold in range(5):
+        fold_labels = [label for label, f in zip(labels, folds) if f == fold]
+        assert fold_labels.count(0) == fold_labels.count(1) == 4  # 20 subjects per class over 5 folds, 2 scans each
+    with pytest.raises(DatalistError, match="at least 5 subjects per class"):
+        grouped_stratified_folds(["a", "b", "c"], [0, 0, 1], num_folds=5)
+
+
+# ---------------------------------------------------------------- ADNI
+
+
+@pytest.mark.parametrize(
+    "value, task, expected",
+    [("CN", "nc_ad", 0), ("nc", "nc_ad", 0), (" AD ", "nc_ad", 1), ("Dementia", "nc_ad", 1), ("1.0", "nc_ad", 1),
+     ("MCI", "nc_ad", None), ("sMCI", "smci_pmci", 0), ("PMCI", "smci_pmci", 1), ("AD", "smci_pmci", None)],
+)  # fmt: skip
+def test_adni_labels(value, task, expected):
+    assert parse_label(value, task) == expected
+
+
+def test_adni_datalist_loads_with_monai_and_groups_subjects(tmp_path):
+    csv_path = make_adni_dataset(tmp_path / "ADNI", subjects_per_class=3)
+    rows = read_csv(csv_path)
+    rows.append({**rows[0], "image": "images/000_S_0000_rescan.nii.gz"})  # a second scan of subject 000_S_0000
+    shutil.copy(tmp_path / "ADNI/images/000_S_0000.nii.gz", tmp_path / "ADNI/images/000_S_0000_rescan.nii.gz")
+    rewrite_csv(csv_path, rows)
+    output = tmp_path / "bundle" / "configs" / "datalist_nc_ad.json"
+    datalist = build_adni_datalist(csv_path, output, subject_column="subject", num_folds=3)
+    assert datalist["labels"] == {"0": "NC", "1": "AD"} and len(datalist["training"]) == 7
+    assert datalist["training"][0]["image"] == "images/000_S_0000.nii.gz"  # relative to the dataset folder
+    loaded = load_decathlon_datalist(str(output), False, "training", str(tmp_path / "ADNI"))  # as the bundle does
+    assert all(Path(e["image"]).is_file() for e in loaded)
+    assert all((tmp_path / "ADNI").resolve() in Path(e["image"]).resolve().parents for e in loaded)
+    folds = {e["image"].rsplit("/", 1)[-1]: e["fold"] for e in loaded}
+    assert folds["000_S_0000.nii.gz"] == folds["000_S_0000_rescan.nii.gz"]
+    for fold in range(3):
+        assert sorted(e["label"] for e in loaded if e["fold"] == fold and "rescan" not in e["image"]) == [0, 1]
+
+
+def test_adni_errors_name_the_column_rows_and_files(tmp_path):
+    csv_path = make_adni_dataset(tmp_path, subjects_per_class=3)
+    out = tmp_path / "d.json"
+    with pytest.raises(DatalistError, match=r"column 'diagnosis' not found \(set it with --label_column\)"):
+        build_adni_datalist(csv_path, out, label_column="diagnosis")
+    rows = read_csv(csv_path)
+    rows[1]["image"] = "images/missing.nii.gz"
+    rows[4]["label"] = "MCI"
+    rewrite_csv(csv_path, rows)
+    with pytest.raises(DatalistError, match=r"line 6: label='MCI'"):
+        build_adni_datalist(csv_path, out, num_folds=2)
+    with pytest.raises(DatalistError, match=r"1 image file\(s\) not found.*\n  line 3: image='images/missing.nii.gz'"):
+        build_adni_datalist(csv_path, out, num_folds=2, skip_other_labels=True)
+    assert not out.exists()
+
+
+def test_adni_skips_other_labels_on_request(tmp_path):
+    csv_path = make_adni_dataset(tmp_path, subjects_per_class=3)
+    rows = read_csv(csv_path)
+    rewrite_csv(csv_path, [*rows, {**rows[0], "label": "MCI"}])
+    datalist = build_adni_datalist(csv_path, tmp_path / "d.json", num_folds=3, skip_other_labels=True)
+    assert datalist["skipped_rows"] == 1 and len(datalist["training"]) == 6
+
+
+# ---------------------------------------------------------------- fetal
+
+
+def test_fetal_datalist_holds_ras_landmarks_in_channel_order(tmp_path):
+    truth = make_fetal_dataset(tmp_path / "fetal", num_cases=4, coordinate_system="LPS")  # files written in LPS
+    datalist = build_fetal_datalist(tmp_path / "fetal", tmp_path / "datalist.json", num_folds=2)
+    assert datalist["landmark_names"] == list(FETAL_CEREBELLUM_LANDMARKS) and datalist["coordinate_system"] == "RAS"
+    loaded = load_decathlon_datalist(str(tmp_path / "datalist.json"), False, "training", str(tmp_path / "fetal"))
+    assert [e["case_id"] for e in loaded] == sorted(truth)
+    for entry in loaded:
+        np.testing.assert_allclose(entry["landmarks"], truth[entry["case_id"]], atol=1e-4)  # RAS, not LPS
+        assert entry["image"] == str(tmp_path / "fetal" / "images" / f"{entry['case_id']}.nii.gz")
+    assert sorted(e["fold"] for e in loaded) == [0, 0, 1, 1]
+
+
+def test_fetal_errors_name_cases_files_and_landmarks(tmp_path):
+    root = tmp_path / "fetal"
+    make_fetal_dataset(root, num_cases=3)
+    (root / "landmarks" / "fetus_001.json").rename(root / "landmarks" / "fetus_01.json")
+    with pytest.raises(
+        DatalistError, match=r"without a landmark file:\n  fetus_001.nii.gz: expected landmarks/fetus_001"
+    ):
+        build_fetal_datalist(root, tmp_path / "d.json", num_folds=2)
+    (root / "landmarks" / "fetus_01.json").rename(root / "landmarks" / "fetus_001.json")
+    content = json.loads((root / "landmarks" / "fetus_002.json").read_text())
+    del content["landmarks"]["ADV2"]
+    (root / "landmarks" / "fetus_002.json").write_text(json.dumps(content))
+    with pytest.raises(DatalistError, match=r"fetus_002.json: missing landmark\(s\) \['ADV2'\]"):
+        build_fetal_datalist(root, tmp_path / "d.json", num_folds=2)
+    with pytest.raises(DatalistError, match="image folder not found"):
+        build_fetal_datalist(tmp_path / "nowhere", tmp_path / "d.json")
+    assert not (tmp_path / "d.json").exists()
+
+
+def test_fetal_bounds_check_catches_lps_written_as_ras(tmp_path):
+    root = tmp_path / "fetal"
+    truth = make_fetal_dataset(root, num_cases=2, affine=OBLIQUE_AFFINE)
+    for case, world in truth.items():  # LPS numbers labelled RAS: the classic mix-up
+        lps = {n: [-x, -y, z] for n, (x, y, z) in zip(FETAL_CEREBELLUM_LANDMARKS, world)}
+        (root / "landmarks" / f"{case}.json").write_text(json.dumps({"coordinate_system": "RAS", "landmarks": lps}))
+    with pytest.raises(DatalistError, match=r"lie outside fetus_000.nii.gz \(check the coordinate system"):
+        build_fetal_datalist(root, tmp_path / "d.json", num_folds=2)
+    assert len(build_fetal_datalist(root, tmp_path / "d.json", num_folds=2, check_bounds=False)["training"]) == 2
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_command_line_subcommands_and_error_exit(tmp_path, capsys):
+    csv_path = make_adni_dataset(tmp_path, subjects_per_class=2)
+    assert main(["adni", "--csv", str(csv_path), "--output", str(tmp_path / "d.json"), "--num_folds", "2"]) == 0
+    assert "wrote" in capsys.readouterr().out and (tmp_path / "d.json").is_file()
+    with pytest.raises(SystemExit) as info:
+        main(["fetal", "--dataset_dir", str(tmp_path / "missing"), "--output", str(tmp_path / "f.json")])
+    assert info.value.code == 2
+    assert "nnmamba_monai.datalist fetal: error: image folder not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    usage = capsys.readouterr().out
+    assert "python -m nnmamba_monai.datalist" in usage and "adni" in usage and "fetal" in usage
