@@ -190,7 +190,7 @@ def run_parent(args: argparse.Namespace) -> dict:
     import torch
 
     repeats = 0 if args.quick else args.repeats
-    rows = []
+    rows, failed = [], []
     for name in args.nets:
         print(f"[nets_cpu] {name} ...", file=sys.stderr, flush=True)
         command = [
@@ -206,8 +206,11 @@ def run_parent(args: argparse.Namespace) -> dict:
             str(args.threads),
         ]
         result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
-        if result.returncode != 0:
-            raise RuntimeError(f"{name} failed:\n{result.stderr[-4000:]}")
+        if result.returncode != 0:  # e.g. out of memory: keep the other networks' numbers
+            error = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+            print(f"[nets_cpu] {name} failed: {error}", file=sys.stderr, flush=True)
+            failed.append({"net": name, "error": error, "returncode": result.returncode})
+            continue
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
         print(
             f"[nets_cpu] {name}: {rows[-1]['forward_s']:.2f} s fwd, {rows[-1]['forward_backward_s']:.2f} s fwd+bwd",
@@ -225,6 +228,7 @@ def run_parent(args: argparse.Namespace) -> dict:
         if args.quick
         else f"median of {repeats} after one warm-up",
         "rows": _with_ratios(rows),
+        "failed": failed,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -248,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Device: {report['device']}; torch {report['torch']}, MONAI {report['monai']}; {report['date']}")
     print(f"Input {report['input']}; timing: {report['timing']}; ratios vs {REFERENCE}")
     print(format_table(report["rows"]))
+    for row in report["failed"]:
+        print(f"{row['net']}: failed ({row['error']})")
     print(f"JSON: {args.out}")
 
 
