@@ -3,13 +3,29 @@
 from nnmamba_monai.blocks.mic import MICCSSLayer, MICLayer, to_sequence, to_volume
 from nnmamba_monai.blocks.residual import DoubleConv, ResidualBlock, make_stage
 from nnmamba_monai.blocks.skip_scaling import SkipScaling
+from nnmamba_monai.blocks.voxel_mamba import (
+    PAPER_AXIS_ORDERS,
+    BiMambaTransBlock,
+    BiVoxelMambaLayer,
+    MambaTransBlock,
+    MultiVoxelMambaLayer,
+    VoxelMambaLayer,
+    default_d_state,
+)
 
 __all__ = [
+    "PAPER_AXIS_ORDERS",
+    "BiMambaTransBlock",
+    "BiVoxelMambaLayer",
     "DoubleConv",
     "MICCSSLayer",
     "MICLayer",
+    "MambaTransBlock",
+    "MultiVoxelMambaLayer",
     "ResidualBlock",
     "SkipScaling",
+    "VoxelMambaLayer",
+    "default_d_state",
     "make_stage",
     "to_sequence",
     "to_volume",

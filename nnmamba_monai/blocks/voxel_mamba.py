@@ -1,0 +1,251 @@
+"""Voxel-level Mamba layers of the "Taming Mambas" family (Lumetti et al., arXiv 2410.15496).
+
+A feature map (B, C, H, W, D) is read as a sequence of B x (H*W*D) voxel tokens of width C, in row-major
+order of its axes (the last axis, D, fastest; see :func:`~nnmamba_monai.blocks.to_sequence`). Three ways
+of scanning it:
+
+- :class:`VoxelMambaLayer`: one Mamba "trans" block in forward order (unidirectional);
+- :class:`BiVoxelMambaLayer`: a forward block and a SEPARATE block (own weights) on the reversed sequence,
+  reversed back, summed, then LayerNorm (bidirectional);
+- :class:`MultiVoxelMambaLayer`: four bidirectional mixers, each on the voxels read in a different axis order
+  (H, W, D), (H, D, W), (W, H, D), (D, H, W), permuted back and averaged per voxel (multi-directional).
+
+The Mamba path always runs in the parameters' precision (float32 in mixed-precision training) with autocast
+switched off: under float16/bfloat16 autocast the selective scan of long voxel sequences produces NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from nnmamba_monai.blocks.mic import to_sequence, to_volume
+from nnmamba_monai.ssm import Mamba
+
+__all__ = [
+    "PAPER_AXIS_ORDERS",
+    "BiMambaTransBlock",
+    "BiVoxelMambaLayer",
+    "MambaTransBlock",
+    "MultiVoxelMambaLayer",
+    "VoxelMambaLayer",
+    "default_d_state",
+]
+
+# Spatial axes are numbered 0 = H, 1 = W, 2 = D. An axis order lists them slowest first: (0, 2, 1) reads
+# H slowest, then D, with W fastest. The paper keeps four of the six orders; (W, D, H) and (D, W, H) are left out.
+PAPER_AXIS_ORDERS: tuple[tuple[int, int, int], ...] = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (2, 0, 1))
+
+
+def default_d_state(channels: int, cap: int) -> int:
+    """The paper's state size: the channel count, capped (64 for uni/multi, 256 for bi/skip layers)."""
+    return min(channels, cap)
+
+
+class MambaTransBlock(nn.Module):
+    """Pre-norm Mamba with a residual, then a pre-norm linear head with a residual, on (B, L, C).
+
+    y = x + mamba(norm1(x)); out = y + head(norm2(y)).
+
+    Args:
+        channels: C, token width.
+        d_state: Mamba state size.
+        d_conv: width of Mamba's causal depthwise convolution.
+        expand: Mamba inner width factor.
+        backend: selective-scan backend, see :func:`nnmamba_monai.ssm.selective_scan`.
+
+    State dict keys: ``mamba`` (mamba_ssm names), ``norm1``, ``norm2``, ``head``.
+    """
+
+    def __init__(self, channels: int, d_state: int, d_conv: int = 4, expand: int = 2, backend: str = "auto") -> None:
+        super().__init__()
+        self.mamba = Mamba(d_model=channels, d_state=d_state, d_conv=d_conv, expand=expand, backend=backend)
+        self.norm1 = nn.LayerNorm(channels)
+        self.norm2 = nn.LayerNorm(channels)
+        self.head = nn.Linear(channels, channels)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """seq: (B, L, C) -> (B, L, C)."""
+        seq = seq + self.mamba(self.norm1(seq))
+        return seq + self.head(self.norm2(seq))
+
+
+class BiMambaTransBlock(nn.Module):
+    """Bidirectional sequence mixer on (B, L, C): LayerNorm(fwd(s) + reverse(bwd(reverse(s)))).
+
+    ``fwd`` and ``bwd`` are two :class:`MambaTransBlock` with their own weights; ``bwd`` reads the sequence
+    last token first, and its output is reversed back so that token t of both terms belongs to voxel t.
+
+    Args: as :class:`MambaTransBlock`. State dict keys: ``fwd``, ``bwd``, ``norm``.
+    """
+
+    def __init__(self, channels: int, d_state: int, d_conv: int = 4, expand: int = 2, backend: str = "auto") -> None:
+        super().__init__()
+        self.fwd = MambaTransBlock(channels, d_state, d_conv, expand, backend)
+        self.bwd = MambaTransBlock(channels, d_state, d_conv, expand, backend)
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """seq: (B, L, C) -> (B, L, C)."""
+        return self.norm(self.fwd(seq) + self.bwd(seq.flip(1)).flip(1))
+
+
+class _FullPrecisionVolumeLayer(nn.Module):
+    """Runs :meth:`_mix` on (B, C, *spatial) outside autocast, in the parameters' dtype.
+
+    The input is cast to the parameters' dtype (float32 under mixed precision) and the result back to the
+    input's dtype, so the layer drops into an autocast region like any other module.
+    """
+
+    channels: int
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() < 3 or x.shape[1] != self.channels:
+            raise ValueError(
+                f"{type(self).__name__} expects (batch, channels={self.channels}, *spatial); got {tuple(x.shape)}"
+            )
+
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, *spatial) -> (B, C, *spatial), same dtype as x."""
+        self._check(x)
+        param_dtype = next(self.parameters()).dtype
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            out = self._mix(x.to(param_dtype))
+        return out.to(x.dtype)
+
+
+class VoxelMambaLayer(_FullPrecisionVolumeLayer):
+    """Unidirectional voxel Mamba (SegMamba): LayerNorm, one :class:`MambaTransBlock` pass in forward order.
+
+    Tokens are the voxels in row-major (H, W, D) order, D fastest.
+
+    Args:
+        channels: C of the feature map.
+        d_state: Mamba state size; None = min(C, 64) as in the paper.
+        d_conv, expand: Mamba settings (paper: 4, 2).
+        backend: selective-scan backend.
+
+    Input/output (B, C, H, W, D) (any number of spatial axes). State dict keys: ``norm``, ``block``.
+    """
+
+    d_state_cap = 64
+
+    def __init__(
+        self, channels: int, d_state: int | None = None, d_conv: int = 4, expand: int = 2, backend: str = "auto"
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.d_state = default_d_state(channels, self.d_state_cap) if d_state is None else d_state
+        self.norm = nn.LayerNorm(channels)
+        self.block = MambaTransBlock(channels, self.d_state, d_conv, expand, backend)
+
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+        return to_volume(self.block(self.norm(to_sequence(x))), x.shape[2:])
+
+
+class BiVoxelMambaLayer(_FullPrecisionVolumeLayer):
+    """Bidirectional voxel Mamba (BiSegMamba, SegMambaSkip): LayerNorm, then :class:`BiMambaTransBlock`.
+
+    Tokens are the voxels in row-major (H, W, D) order, D fastest; the backward block reads them from the
+    last voxel (H-1, W-1, D-1) to the first.
+
+    Args:
+        channels: C of the feature map.
+        d_state: Mamba state size; None = min(C, 256) as in the paper's bidirectional and skip networks.
+        d_conv, expand: Mamba settings (paper: 4, 2).
+        backend: selective-scan backend.
+
+    Input/output (B, C, H, W, D) (any number of spatial axes). State dict keys: ``norm``, ``mixer``.
+    """
+
+    d_state_cap = 256
+
+    def __init__(
+        self, channels: int, d_state: int | None = None, d_conv: int = 4, expand: int = 2, backend: str = "auto"
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.d_state = default_d_state(channels, self.d_state_cap) if d_state is None else d_state
+        self.norm = nn.LayerNorm(channels)
+        self.mixer = BiMambaTransBlock(channels, self.d_state, d_conv, expand, backend)
+
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+        return to_volume(self.mixer(self.norm(to_sequence(x))), x.shape[2:])
+
+
+def _check_axis_orders(axis_orders: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+    orders = tuple(tuple(int(a) for a in order) for order in axis_orders)
+    if not orders or any(sorted(order) != [0, 1, 2] for order in orders) or len(set(orders)) != len(orders):
+        raise ValueError(
+            f"axis_orders must be distinct permutations of (0, 1, 2) (0 = H, 1 = W, 2 = D); got {axis_orders}"
+        )
+    return orders
+
+
+class MultiVoxelMambaLayer(_FullPrecisionVolumeLayer):
+    """Multi-directional voxel Mamba (MultiSegMamba): bidirectional mixers over several axis orders, averaged.
+
+    For each axis order (slowest axis first; 0 = H, 1 = W, 2 = D) the volume is permuted to that order,
+    flattened row-major, passed through its own :class:`BiMambaTransBlock`, reshaped and permuted back; the
+    per-voxel outputs of all orders are averaged. The paper's four orders (default) are (H, W, D), (H, D, W),
+    (W, H, D) and (D, H, W); (W, D, H) and (D, W, H) are left out. With the bidirectional blocks each order
+    is read both ways, so 4 x 2 = 8 Mamba blocks per layer. As in the paper's code there is no LayerNorm in
+    front of the mixers (the uni- and bidirectional layers have one).
+
+    What holds exactly (the directions have their own weights, so there is no plain invariance):
+
+    - transposing W and D maps the paper's set of orders onto itself, (H, W, D) <-> (H, D, W) and
+      (W, H, D) <-> (D, H, W); hence layer(x.transpose(-1, -2)) equals the output, transposed back, of the
+      same layer with the weights of those two pairs of orders exchanged. With one weight set shared by all
+      orders this is a true equivariance. Transposes involving H have no such pairing (they map an order to a
+      left-out one).
+    - flipping all three axes reverses the sequence in every order, so layer(x.flip(2, 3, 4)) equals the
+      flipped output of the layer with ``fwd`` and ``bwd`` exchanged in every mixer.
+
+    Args:
+        channels: C of the feature map.
+        d_state: Mamba state size; None = min(C, 64) as in the paper's multi-directional network.
+        d_conv, expand: Mamba settings (paper: 4, 2).
+        axis_orders: the axis orders scanned, each a permutation of (0, 1, 2); default the paper's four.
+        backend: selective-scan backend.
+
+    Input/output (B, C, H, W, D). State dict keys: ``directions.{k}`` for the k-th axis order.
+    """
+
+    d_state_cap = 64
+
+    def __init__(
+        self,
+        channels: int,
+        d_state: int | None = None,
+        d_conv: int = 4,
+        expand: int = 2,
+        axis_orders: Sequence[Sequence[int]] = PAPER_AXIS_ORDERS,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.d_state = default_d_state(channels, self.d_state_cap) if d_state is None else d_state
+        self.axis_orders = _check_axis_orders(axis_orders)
+        self.directions = nn.ModuleList(
+            BiMambaTransBlock(channels, self.d_state, d_conv, expand, backend) for _ in self.axis_orders
+        )
+
+    def _check(self, x: torch.Tensor) -> None:
+        super()._check(x)
+        if x.dim() != 5:
+            raise ValueError(f"MultiVoxelMambaLayer expects (batch, channels, H, W, D); got {tuple(x.shape)}")
+
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for order, mixer in zip(self.axis_orders, self.directions):
+            permuted = x.permute(0, 1, *(2 + a for a in order))
+            mixed = to_volume(mixer(to_sequence(permuted)), permuted.shape[2:])
+            inverse = sorted(range(3), key=lambda axis: order[axis])  # position of each original axis
+            outs.append(mixed.permute(0, 1, *(2 + p for p in inverse)))
+        return torch.stack(outs, dim=0).mean(dim=0)
