@@ -1,0 +1,364 @@
+"""Triton selective scan (forward and backward): the GPU backend that needs no CUDA compile.
+
+Semantics are exactly ``mamba_ssm.selective_scan_fn``'s (see :func:`selective_scan_triton`). The kernels are
+in :mod:`nnmamba_monai.ssm._triton_kernels`; this module holds the launch logic, the autograd rule and the
+``torch.library`` registration.
+
+Why chunked
+-----------
+At nnMamba's shapes (batch 2, d_inner 128..512, L = 32768..512, N = 16) mamba_ssm's CUDA kernel gives each
+(batch, channel) row to one thread block and walks the whole sequence inside it: only B * D = 256..1024 rows
+of parallel work, so it reaches 4-10 % of the H100's copy bandwidth (``anchor_h100.md``). Here the sequence
+is also cut into chunks of ``chunk_len`` tokens, which multiplies the parallel work by L / chunk_len:
+
+1. ``fwd_chunk_summary_kernel`` - grid (channel blocks x chunks, batch). For each chunk, in closed form (no
+   scan): the state it would produce from a zero entry state, ``sum_t exp(A * dt_after_t) * dt_t u_t B_t``,
+   and its total time step ``sum_t dt_t`` (the chunk's decay is ``exp(A * sum dt)``). Every exponent is a
+   sum of non-positive terms, so nothing can overflow, unlike the cumsum-ratio form of the torch backend.
+2. ``chunk_carry_kernel`` - grid (state blocks of N * D, batch). The sequential dependency between chunks,
+   ``entry[c+1] = decay[c] * entry[c] + summary[c]``, solved as an associative scan over the chunk axis in
+   blocks of up to 128 chunks; it also yields the last state for ``return_last_state``.
+3. ``fwd_output_kernel`` - same grid as 1. Per chunk: load the (channels x tokens) tiles of u, delta and z
+   once, then for each state n an associative scan of the pairs (exp(dt * A_n), dt u B_n) along the tokens,
+   started from the chunk's entry state, accumulating ``y += C_n * h_n``; then D skip and SiLU(z) gate.
+
+The state is float32 in registers whatever the input dtype (bf16, fp16, fp32; fp64 inputs are computed in
+float32 too), and the output is written in u's dtype. Inputs are read through their strides, so the
+transposed views the Mamba layer produces (z and delta are channel-contiguous there) are never copied.
+
+Backward (recompute, do not store)
+----------------------------------
+Only the chunk entry states (batch, chunks, N, D) in float32 are saved from the forward, chunk_len times
+fewer values than the per-token states. The backward mirrors the forward:
+
+1. ``bwd_chunk_summary_kernel`` - per chunk, what it adds to the adjoint flowing to the previous chunk,
+   ``sum_t exp(A * dt_upto_t) * C_t * dy_t`` (dy = dout * SiLU(z)), again closed form.
+2. ``chunk_carry_kernel`` with ``REVERSE`` - the adjoint arriving at each chunk's end, scanned from the last
+   chunk (started from the gradient of the last state when it was returned and used).
+3. ``bwd_scan_kernel`` - per chunk and state n, recompute the states by a forward scan from the saved entry
+   state, run the adjoint by a reverse scan, and form du, d delta (through softplus and the bias), dz
+   (recomputing y), dA and dD / d delta_bias as per-program partial sums (reduced by torch afterwards,
+   deterministic), dB and dC as float32 atomics across channel blocks.
+
+Block sizes
+-----------
+A program holds (``block_d`` x ``chunk_len``) float32 tiles, with tokens contiguous in memory for the usual
+(B, D, L) layout: ``chunk_len`` 64 gives 256-byte rows in fp32 and 128-byte rows in bf16 (full cache lines),
+and a 2048-element tile (``block_d`` 32) keeps the forward's live tiles near 16 registers each at 4 warps.
+The d_state loop stays a loop over N so that the N states of a token never need a cross-thread reduction:
+each state's contribution is added elementwise into the output tile. The backward keeps more tiles alive
+(u, dt, dt_next, dy, y, du, d dt plus the two scans), so it uses half the channels per program. Chunks are
+shortened (down to 16 tokens) until there are at least four programs per SM, which matters at stage 3
+(512 x 512). B and C rows of a chunk are shared by all channel blocks, so channel blocks are the fastest
+grid index: programs that read the same B/C rows run together and hit L2. Chunk-state traffic is
+(2 + 2) * 4 * N / chunk_len bytes per (batch, channel, token), a quarter of an fp32 input array at
+chunk_len 64 and N 16. ``ScanConfig`` overrides all of this (``benchmarks/ssm_gpu.py --sweep`` times options).
+
+Registration
+------------
+The forward and the backward are ``torch.library.triton_op`` operators (``nnmamba::selective_scan_fwd`` /
+``nnmamba::selective_scan_bwd``) with the autograd rule attached by ``torch.library.register_autograd``, so
+``torch.compile`` traces through them instead of breaking the graph on an ``autograd.Function``. They accept
+any floating dtypes (no autocast rule is needed: the kernels cast on load and keep the state in float32).
+
+Triton is imported only when this module is imported, and the dispatcher imports it only when Triton is
+installed; without Triton, :func:`is_available` is False and calling the scan raises a clear error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+__all__ = ["ScanConfig", "default_config", "is_available", "selective_scan_triton"]
+
+_HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+_MIN_PROGRAMS_PER_SM = 4
+_DEFAULT_NUM_SMS = 132  # H100 SXM; used when no CUDA device is visible (interpreter runs)
+_CARRY_TILE = 4096  # elements of the (chunks x states) tile of the carry kernel
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def is_available() -> bool:
+    """True when Triton is installed and can run here: a CUDA device, or ``TRITON_INTERPRET=1`` (CPU, slow)."""
+    return _HAS_TRITON and (torch.cuda.is_available() or _interpreting())
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Launch parameters of the Triton scan (all block sizes powers of two).
+
+    Args:
+        chunk_len: tokens per chunk (the unit of parallelism along L and of the saved states).
+        block_d: channels per program in the forward kernels.
+        num_warps: warps per program in the forward kernels.
+        block_d_bwd: channels per program in the backward kernels.
+        num_warps_bwd: warps per program in the backward kernels.
+    """
+
+    chunk_len: int = 64
+    block_d: int = 32
+    num_warps: int = 4
+    block_d_bwd: int = 16
+    num_warps_bwd: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_len", "block_d", "num_warps", "block_d_bwd", "num_warps_bwd"):
+            value = getattr(self, name)
+            if value < 1 or value & (value - 1):
+                raise ValueError(f"ScanConfig.{name} must be a positive power of two; got {value}")
+
+
+def _next_pow2(value: int) -> int:
+    return 1 << max(int(value) - 1, 0).bit_length()
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def default_config(batch: int, d_inner: int, length: int, num_sms: int | None = None) -> ScanConfig:
+    """The launch parameters used when none are given, for u of shape (batch, d_inner, length).
+
+    64-token chunks and 32 (forward) / 16 (backward) channels per program, chunks halved down to 16 tokens
+    while the forward grid has fewer than four programs per SM; blocks never exceed the padded sizes.
+    """
+    if num_sms is None:
+        num_sms = torch.cuda.get_device_properties(0).multi_processor_count if torch.cuda.is_available() else 0
+        num_sms = num_sms or _DEFAULT_NUM_SMS
+    block_d = min(32, _next_pow2(d_inner))
+    chunk_len = 64
+    programs = batch * _cdiv(d_inner, block_d)
+    while chunk_len > 16 and programs * _cdiv(length, chunk_len) < _MIN_PROGRAMS_PER_SM * num_sms:
+        chunk_len //= 2
+    chunk_len = min(chunk_len, max(16, _next_pow2(length)))
+    return ScanConfig(chunk_len=chunk_len, block_d=block_d, block_d_bwd=min(16, block_d))
+
+
+def _strides3(t: torch.Tensor) -> tuple[int, int, int]:
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+def _carry_blocks(num_chunks: int, num_states: int) -> tuple[int, int]:
+    """(BLOCK_S, CHUNK_BLOCK) of the carry kernel: up to 128 chunks per step, a tile of about 4096 elements."""
+    chunk_block = min(128, _next_pow2(num_chunks + 1))
+    block_s = max(16, min(_next_pow2(num_states), _CARRY_TILE // chunk_block))
+    return block_s, chunk_block
+
+
+if _HAS_TRITON:
+    import triton
+    from torch.library import register_autograd, triton_op, wrap_triton
+
+    from nnmamba_monai.ssm import _triton_kernels as _k
+
+    def _carry(
+        dtsum: torch.Tensor, A: torch.Tensor, inp: torch.Tensor, init: torch.Tensor | None, reverse: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pass 2 for dtsum (B, G, D), inp (B, G, N, D): entry states (B, G, N, D) and final state (B, N, D)."""
+        batch, num_chunks, d_state, d_inner = inp.shape
+        entry = torch.empty_like(inp)
+        final = inp.new_empty(batch, d_state, d_inner)
+        block_s, chunk_block = _carry_blocks(num_chunks, d_state * d_inner)
+        grid = (triton.cdiv(d_state * d_inner, block_s), batch)
+        wrap_triton(_k.chunk_carry_kernel)[grid](
+            dtsum, A, inp, init if init is not None else inp, entry, final,
+            d_inner, d_state, num_chunks, A.stride(0), A.stride(1),
+            BLOCK_S=block_s, CHUNK_BLOCK=chunk_block, REVERSE=reverse, HAS_INIT=init is not None,
+            num_warps=4,
+        )  # fmt: skip
+        return entry, final
+
+    @triton_op("nnmamba::selective_scan_fwd", mutates_args=())
+    def _scan_fwd(
+        u: torch.Tensor,
+        delta: torch.Tensor,
+        A: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
+        D: Optional[torch.Tensor],
+        z: Optional[torch.Tensor],
+        delta_bias: Optional[torch.Tensor],
+        delta_softplus: bool,
+        chunk_len: int,
+        block_d: int,
+        num_warps: int,
+        block_d_bwd: int,
+        num_warps_bwd: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forward op: out (B, D, L) in u's dtype, last state (B, N, D) fp32, chunk entry states (B, G, N, D) fp32.
+
+        ``block_d_bwd`` and ``num_warps_bwd`` are only recorded for the backward.
+        """
+        batch, d_inner, length = u.shape
+        d_state = A.shape[1]
+        num_chunks = triton.cdiv(length, chunk_len)
+        num_dblocks = triton.cdiv(d_inner, block_d)
+        f32 = {"dtype": torch.float32, "device": u.device}
+        dtsum = torch.empty(batch, num_chunks, d_inner, **f32)
+        hsum = torch.empty(batch, num_chunks, d_state, d_inner, **f32)
+        out = torch.empty_like(u)
+        grid = (num_dblocks * num_chunks, batch)
+        flags = {"HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
+        wrap_triton(_k.fwd_chunk_summary_kernel)[grid](
+            u, delta, delta_bias if delta_bias is not None else u, A, B, dtsum, hsum,
+            d_inner, length, d_state, num_chunks, num_dblocks,
+            *_strides3(u), *_strides3(delta), A.stride(0), A.stride(1), *_strides3(B),
+            BLOCK_D=block_d, CHUNK=chunk_len, num_warps=num_warps, **flags,
+        )  # fmt: skip
+        entry, last = _carry(dtsum, A, hsum, None, reverse=False)
+        z_arg = z if z is not None else u
+        wrap_triton(_k.fwd_output_kernel)[grid](
+            u, delta, delta_bias if delta_bias is not None else u, A, B, C, D if D is not None else u, z_arg, entry,
+            out,
+            d_inner, length, d_state, num_chunks, num_dblocks,
+            *_strides3(u), *_strides3(delta), A.stride(0), A.stride(1), *_strides3(B), *_strides3(C),
+            *_strides3(z_arg), *_strides3(out),
+            BLOCK_D=block_d, CHUNK=chunk_len, HAS_D=D is not None, HAS_Z=z is not None, num_warps=num_warps,
+            **flags,
+        )  # fmt: skip
+        return out, last, entry
+
+    @triton_op("nnmamba::selective_scan_bwd", mutates_args=())
+    def _scan_bwd(
+        u: torch.Tensor,
+        delta: torch.Tensor,
+        A: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
+        D: Optional[torch.Tensor],
+        z: Optional[torch.Tensor],
+        delta_bias: Optional[torch.Tensor],
+        entry: torch.Tensor,
+        dout: torch.Tensor,
+        dlast: Optional[torch.Tensor],
+        delta_softplus: bool,
+        chunk_len: int,
+        block_d: int,
+        num_warps: int,
+    ) -> tuple[
+        torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
+    ]:
+        """Backward op: (du, d delta, dA, dB, dC, dD, dz, d delta_bias), each in its input's dtype.
+
+        entry: (B, G, N, D) chunk entry states from the forward; dout: (B, D, L); dlast: (B, N, D) or None.
+        Gradients of absent optional inputs come back as empty tensors.
+        """
+        batch, d_inner, length = u.shape
+        d_state = A.shape[1]
+        num_chunks = entry.shape[1]
+        num_dblocks = triton.cdiv(d_inner, block_d)
+        f32 = {"dtype": torch.float32, "device": u.device}
+        grid = (num_dblocks * num_chunks, batch)
+        flags = {"HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
+        bias_arg = delta_bias if delta_bias is not None else u
+        z_arg = z if z is not None else u
+
+        dtsum = torch.empty(batch, num_chunks, d_inner, **f32)
+        gsum = torch.empty(batch, num_chunks, d_state, d_inner, **f32)
+        wrap_triton(_k.bwd_chunk_summary_kernel)[grid](
+            delta, bias_arg, A, C, z_arg, dout, dtsum, gsum,
+            d_inner, length, d_state, num_chunks, num_dblocks,
+            *_strides3(delta), A.stride(0), A.stride(1), *_strides3(C), *_strides3(z_arg), *_strides3(dout),
+            BLOCK_D=block_d, CHUNK=chunk_len, HAS_Z=z is not None, num_warps=num_warps, **flags,
+        )  # fmt: skip
+        adjoint, _ = _carry(dtsum, A, gsum, dlast, reverse=True)
+
+        du = torch.empty_like(u)
+        ddelta = torch.empty_like(delta)
+        dz = torch.empty_like(z) if z is not None else u.new_empty(0)
+        dB = torch.zeros(batch, d_state, length, **f32)
+        dC = torch.zeros(batch, d_state, length, **f32)
+        dA_part = torch.empty(batch, num_chunks, d_state, d_inner, **f32)
+        dD_part = torch.empty(batch, num_chunks, d_inner, **f32) if D is not None else dA_part
+        dbias_part = torch.empty(batch, num_chunks, d_inner, **f32) if delta_bias is not None else dA_part
+        dz_arg = dz if z is not None else du
+        wrap_triton(_k.bwd_scan_kernel)[grid](
+            u, delta, bias_arg, A, B, C, D if D is not None else u, z_arg, dout, entry, adjoint,
+            du, ddelta, dz_arg, dB, dC, dA_part, dD_part, dbias_part,
+            d_inner, length, d_state, num_chunks, num_dblocks,
+            *_strides3(u), *_strides3(delta), A.stride(0), A.stride(1), *_strides3(B), *_strides3(C),
+            *_strides3(z_arg), *_strides3(dout), *_strides3(du), *_strides3(ddelta), *_strides3(dz_arg),
+            BLOCK_D=block_d, CHUNK=chunk_len, HAS_D=D is not None, HAS_Z=z is not None, num_warps=num_warps,
+            **flags,
+        )  # fmt: skip
+        dA = dA_part.sum(dim=(0, 1)).t().to(A.dtype)
+        dD = dD_part.sum(dim=(0, 1)).to(D.dtype) if D is not None else u.new_empty(0)
+        dbias = dbias_part.sum(dim=(0, 1)).to(delta_bias.dtype) if delta_bias is not None else u.new_empty(0)
+        return du, ddelta, dA, dB.to(B.dtype), dC.to(C.dtype), dD, dz, dbias
+
+    def _setup_context(ctx, inputs, output) -> None:
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len, _, _, block_d_bwd, num_warps_bwd = inputs
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, output[2])
+        ctx.launch = (delta_softplus, chunk_len, block_d_bwd, num_warps_bwd)
+        ctx.mark_non_differentiable(output[2])
+
+    def _backward(ctx, dout, dlast, _dentry):
+        u, delta, A, B, C, D, z, delta_bias, entry = ctx.saved_tensors
+        if dout is None:
+            dout = torch.zeros_like(u)
+        grads = torch.ops.nnmamba.selective_scan_bwd(
+            u, delta, A, B, C, D, z, delta_bias, entry, dout, dlast.contiguous() if dlast is not None else None,
+            *ctx.launch,
+        )  # fmt: skip
+        du, ddelta, dA, dB, dC, dD, dz, dbias = grads
+        return (
+            du, ddelta, dA, dB, dC,
+            dD if D is not None else None, dz if z is not None else None, dbias if delta_bias is not None else None,
+            None, None, None, None, None, None,
+        )  # fmt: skip
+
+    register_autograd("nnmamba::selective_scan_fwd", _backward, setup_context=_setup_context)
+
+
+def selective_scan_triton(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    config: ScanConfig | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Selective scan on the GPU with Triton, ``mamba_ssm.selective_scan_fn``'s signature and semantics.
+
+    Args:
+        u, delta: (B, D_inner, L), any floating dtype, any strides.
+        A: (D_inner, N), real (negative for a stable scan).
+        B, C: (B, N, L), input-dependent.
+        D: (D_inner,) skip weight, optional.
+        z: (B, D_inner, L) gate, optional; the output is multiplied by SiLU(z).
+        delta_bias: (D_inner,), added to delta before the optional softplus.
+        delta_softplus: apply softplus to delta (+ bias).
+        return_last_state: also return the final state (B, D_inner, N), float32.
+        config: launch parameters; :func:`default_config` when None.
+    Returns:
+        out: (B, D_inner, L) in u's dtype (and the last state when asked).
+    """
+    if not _HAS_TRITON:
+        raise RuntimeError("the Triton selective scan needs the triton package (pip install triton)")
+    if u.device.type != "cuda" and not _interpreting():
+        raise RuntimeError(
+            f"the Triton selective scan runs on CUDA tensors (got {u.device}); "
+            "set TRITON_INTERPRET=1 before importing triton to run it on the CPU (slow, for tests)"
+        )
+    batch, d_inner, length = u.shape
+    if config is None:
+        config = default_config(batch, d_inner, length)
+    out, last, _ = torch.ops.nnmamba.selective_scan_fwd(
+        u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
+        config.chunk_len, config.block_d, config.num_warps, config.block_d_bwd, config.num_warps_bwd,
+    )  # fmt: skip
+    return (out, last.transpose(1, 2)) if return_last_state else out
