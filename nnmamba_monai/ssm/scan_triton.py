@@ -156,9 +156,13 @@ def _carry_blocks(num_chunks: int, num_states: int) -> tuple[int, int]:
 
 if _HAS_TRITON:
     import triton
-    from torch.library import register_autograd, triton_op, wrap_triton
+    from torch.library import custom_op, register_autograd, triton_op, wrap_triton
 
     from nnmamba_monai.ssm import _triton_kernels as _k
+
+    def _launch(kernel):
+        """``wrap_triton(kernel)`` (traceable by torch.compile); interpreted kernels cannot be wrapped."""
+        return kernel if _interpreting() else wrap_triton(kernel)
 
     def _carry(
         dtsum: torch.Tensor, A: torch.Tensor, inp: torch.Tensor, init: torch.Tensor | None, reverse: bool
@@ -169,7 +173,7 @@ if _HAS_TRITON:
         final = inp.new_empty(batch, d_state, d_inner)
         block_s, chunk_block = _carry_blocks(num_chunks, d_state * d_inner)
         grid = (triton.cdiv(d_state * d_inner, block_s), batch)
-        wrap_triton(_k.chunk_carry_kernel)[grid](
+        _launch(_k.chunk_carry_kernel)[grid](
             dtsum, A, inp, init if init is not None else inp, entry, final,
             d_inner, d_state, num_chunks, A.stride(0), A.stride(1),
             BLOCK_S=block_s, CHUNK_BLOCK=chunk_block, REVERSE=reverse, HAS_INIT=init is not None,
@@ -177,7 +181,6 @@ if _HAS_TRITON:
         )  # fmt: skip
         return entry, final
 
-    @triton_op("nnmamba::selective_scan_fwd", mutates_args=())
     def _scan_fwd(
         u: torch.Tensor,
         delta: torch.Tensor,
@@ -208,7 +211,7 @@ if _HAS_TRITON:
         out = torch.empty_like(u)
         grid = (num_dblocks * num_chunks, batch)
         flags = {"HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
-        wrap_triton(_k.fwd_chunk_summary_kernel)[grid](
+        _launch(_k.fwd_chunk_summary_kernel)[grid](
             u, delta, delta_bias if delta_bias is not None else u, A, B, dtsum, hsum,
             d_inner, length, d_state, num_chunks, num_dblocks,
             *_strides3(u), *_strides3(delta), A.stride(0), A.stride(1), *_strides3(B),
@@ -216,7 +219,7 @@ if _HAS_TRITON:
         )  # fmt: skip
         entry, last = _carry(dtsum, A, hsum, None, reverse=False)
         z_arg = z if z is not None else u
-        wrap_triton(_k.fwd_output_kernel)[grid](
+        _launch(_k.fwd_output_kernel)[grid](
             u, delta, delta_bias if delta_bias is not None else u, A, B, C, D if D is not None else u, z_arg, entry,
             out,
             d_inner, length, d_state, num_chunks, num_dblocks,
@@ -227,7 +230,6 @@ if _HAS_TRITON:
         )  # fmt: skip
         return out, last, entry
 
-    @triton_op("nnmamba::selective_scan_bwd", mutates_args=())
     def _scan_bwd(
         u: torch.Tensor,
         delta: torch.Tensor,
@@ -264,7 +266,7 @@ if _HAS_TRITON:
 
         dtsum = torch.empty(batch, num_chunks, d_inner, **f32)
         gsum = torch.empty(batch, num_chunks, d_state, d_inner, **f32)
-        wrap_triton(_k.bwd_chunk_summary_kernel)[grid](
+        _launch(_k.bwd_chunk_summary_kernel)[grid](
             delta, bias_arg, A, C, z_arg, dout, dtsum, gsum,
             d_inner, length, d_state, num_chunks, num_dblocks,
             *_strides3(delta), A.stride(0), A.stride(1), *_strides3(C), *_strides3(z_arg), *_strides3(dout),
@@ -281,7 +283,7 @@ if _HAS_TRITON:
         dD_part = torch.empty(batch, num_chunks, d_inner, **f32) if D is not None else dA_part
         dbias_part = torch.empty(batch, num_chunks, d_inner, **f32) if delta_bias is not None else dA_part
         dz_arg = dz if z is not None else du
-        wrap_triton(_k.bwd_scan_kernel)[grid](
+        _launch(_k.bwd_scan_kernel)[grid](
             u, delta, bias_arg, A, B, C, D if D is not None else u, z_arg, dout, entry, adjoint,
             du, ddelta, dz_arg, dB, dC, dA_part, dD_part, dbias_part,
             d_inner, length, d_state, num_chunks, num_dblocks,
@@ -294,6 +296,31 @@ if _HAS_TRITON:
         dD = dD_part.sum(dim=(0, 1)).to(D.dtype) if D is not None else u.new_empty(0)
         dbias = dbias_part.sum(dim=(0, 1)).to(delta_bias.dtype) if delta_bias is not None else u.new_empty(0)
         return du, ddelta, dA, dB.to(B.dtype), dC.to(C.dtype), dD, dz, dbias
+
+    def _scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len, *_launch_args):
+        """Shapes and dtypes of the forward op's outputs (for the opaque registration under the interpreter)."""
+        batch, d_inner, length = u.shape
+        d_state = A.shape[1]
+        num_chunks = -(-length // chunk_len)
+        last = u.new_empty(batch, d_state, d_inner, dtype=torch.float32)
+        return torch.empty_like(u), last, u.new_empty(batch, num_chunks, d_state, d_inner, dtype=torch.float32)
+
+    def _scan_bwd_fake(u, delta, A, B, C, D, z, delta_bias, entry, dout, dlast, *_launch_args):
+        """Shapes and dtypes of the backward op's outputs (for the opaque registration under the interpreter)."""
+        return (
+            torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A), torch.empty_like(B),
+            torch.empty_like(C), torch.empty_like(D) if D is not None else u.new_empty(0),
+            torch.empty_like(z) if z is not None else u.new_empty(0),
+            torch.empty_like(delta_bias) if delta_bias is not None else u.new_empty(0),
+        )  # fmt: skip
+
+    if _interpreting():
+        # torch.compile can only trace compiled (JIT) kernels; interpreted ones become opaque custom ops.
+        custom_op("nnmamba::selective_scan_fwd", _scan_fwd, mutates_args=()).register_fake(_scan_fwd_fake)
+        custom_op("nnmamba::selective_scan_bwd", _scan_bwd, mutates_args=()).register_fake(_scan_bwd_fake)
+    else:
+        triton_op("nnmamba::selective_scan_fwd", _scan_fwd, mutates_args=())
+        triton_op("nnmamba::selective_scan_bwd", _scan_bwd, mutates_args=())
 
     def _setup_context(ctx, inputs, output) -> None:
         u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len, _, _, block_d_bwd, num_warps_bwd = inputs
