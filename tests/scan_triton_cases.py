@@ -23,6 +23,7 @@ from tests.helpers import random_scan_inputs, step_by_step_scan  # noqa: E402
 
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 SMALL = ScanConfig(chunk_len=16, block_d=4, block_d_bwd=4)  # several chunks and channel blocks at tiny sizes
+TILED = ScanConfig(chunk_len=16, block_d=4, block_d_bwd=4, seq_max_states=0)  # the tiled forward kernels
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -76,17 +77,30 @@ def test_interpreter_is_active():
 
 
 @pytest.mark.parametrize(
-    "shape, flags",
+    "shape, flags, config",
     [
-        ((2, 5, 50, 4), "Dzbs"),  # L = 50: 4 chunks of 16, the last one partial; 2 channel blocks of 4
-        ((2, 5, 50, 4), ""),  # bare recurrence
-        ((1, 4, 32, 3), "zs"),  # L a multiple of the chunk; odd d_state
-        ((1, 3, 7, 2), "Db"),  # a single partial chunk
-        ((1, 8, 1, 4), "Dzbs"),  # one token
+        ((2, 5, 50, 4), "Dzbs", SMALL),  # L = 50: 4 chunks of 16, the last one partial; 2 channel blocks of 4
+        ((2, 5, 50, 4), "Dzbs", TILED),  # same through the tiled forward kernels (used for large d_state)
+        ((2, 5, 50, 4), "", SMALL),  # bare recurrence
+        ((1, 4, 32, 3), "zs", SMALL),  # L a multiple of the chunk; odd d_state
+        ((1, 4, 32, 3), "zs", TILED),
+        ((1, 3, 7, 2), "Db", SMALL),  # a single partial chunk
+        ((1, 8, 1, 4), "Dzbs", SMALL),  # one token
+        ((1, 40, 24, 4), "Dzbs", ScanConfig(chunk_len=8, seq_warps=1)),  # 2 channel blocks of 32, 3 chunks
+    ],
+    ids=[
+        "multi_chunk",
+        "multi_chunk_tiled",
+        "bare",
+        "exact_chunks",
+        "exact_chunks_tiled",
+        "one_chunk",
+        "one_token",
+        "wide",
     ],
 )
-def test_forward_and_all_gradients_fp32(shape, flags):
-    tri, ref, (out, last), (ref_out, ref_last), used = _run_both(shape, flags)
+def test_forward_and_all_gradients_fp32(shape, flags, config):
+    tri, ref, (out, last), (ref_out, ref_last), used = _run_both(shape, flags, config=config)
     assert out.dtype == torch.float32 and out.shape == ref_out.shape
     assert last.dtype == torch.float32 and last.shape == (shape[0], shape[1], shape[3])
     assert rel_err(out, ref_out) <= 1e-4

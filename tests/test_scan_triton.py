@@ -18,7 +18,7 @@ from nnmamba_monai.ssm import scan_triton
 from tests.conftest import REPO_ROOT
 from tests.helpers import random_scan_inputs
 
-MIN_INTERPRETER_CASES = 14  # guards against cases silently deselected or not collected
+MIN_INTERPRETER_CASES = 17  # guards against cases silently deselected or not collected
 
 
 def _subprocess_env(**extra: str) -> dict[str, str]:
@@ -75,15 +75,73 @@ def test_registered_ops_trace_with_fake_tensors():
 
 
 def test_default_config_parallelises_nnmamba_stages():
-    stage1 = scan_triton.default_config(2, 128, 32768, num_sms=132)
-    stage3 = scan_triton.default_config(2, 512, 512, num_sms=132)
-    assert (stage1.chunk_len, stage1.block_d, stage1.block_d_bwd) == (64, 32, 16)
-    assert stage3.chunk_len == 16  # short sequence: shorter chunks keep >= 4 programs per SM
-    assert 2 * (512 // stage3.block_d) * (512 // stage3.chunk_len) >= 4 * 132
-    tiny = scan_triton.default_config(1, 3, 5, num_sms=132)
-    assert tiny.block_d == 4 and tiny.chunk_len == 16
+    sms = 132
+    stage1 = scan_triton.default_config(2, 128, 32768, num_sms=sms)
+    stage2 = scan_triton.default_config(2, 256, 4096, num_sms=sms)
+    stage3 = scan_triton.default_config(2, 512, 512, num_sms=sms)
+    assert (stage1.chunk_len, stage1.seq_warps, stage1.block_d_bwd) == (64, 4, 16)
+    assert (stage2.chunk_len, stage3.chunk_len) == (16, 8)  # shorter chunks keep >= 16 warps per SM busy
+    for (d_inner, length), config in (((256, 4096), stage2), ((512, 512), stage3)):
+        threads = 2 * d_inner * length // config.chunk_len  # token-sequential kernels: one channel per thread
+        assert threads >= 512 * sms or config.chunk_len == 8
+    assert all(c.seq_max_states >= 16 for c in (stage1, stage2, stage3))  # d_state 16 in registers
+    tiny = scan_triton.default_config(1, 3, 5, num_sms=sms)
+    assert (tiny.chunk_len, tiny.block_d, tiny.block_d_bwd, tiny.seq_warps) == (8, 4, 4, 1)
     with pytest.raises(ValueError, match="power of two"):
         scan_triton.ScanConfig(chunk_len=48)
+    with pytest.raises(ValueError, match="seq_max_states"):
+        scan_triton.ScanConfig(seq_max_states=-1)
+
+
+ACTIVATION_POINTERS = {"u_ptr", "delta_ptr", "z_ptr", "B_ptr", "C_ptr", "out_ptr", "dout_ptr", "du_ptr", "ddelta_ptr"}
+ACTIVATION_POINTERS |= {"dz_ptr"}
+FLAGS = {"HAS_BIAS": True, "SOFTPLUS": True}
+SEQ = {"N": 16, "N_PAD": 16, "CHUNK": 64, "BLOCK_D": 64}
+TILED = {"CHUNK": 64, "BLOCK_D": 16}
+COMPILE_CASES = [  # (kernel, dtype of activations, constexprs, num_warps)
+    ("fwd_seq_kernel", "bf16", {**SEQ, **FLAGS, "HAS_D": True, "HAS_Z": True, "SUMMARY": True}, 2),
+    ("fwd_seq_kernel", "bf16", {**SEQ, **FLAGS, "HAS_D": True, "HAS_Z": True, "SUMMARY": False}, 2),
+    ("fwd_seq_kernel", "fp32", {**SEQ, "HAS_BIAS": False, "SOFTPLUS": False, "HAS_D": False, "HAS_Z": False,
+                                "SUMMARY": False}, 2),
+    ("bwd_seq_summary_kernel", "bf16", {**SEQ, **FLAGS, "HAS_Z": True}, 2),
+    ("chunk_carry_kernel", "fp32", {"BLOCK_S": 32, "CHUNK_BLOCK": 128, "REVERSE": False, "HAS_INIT": False}, 4),
+    ("chunk_carry_kernel", "fp32", {"BLOCK_S": 32, "CHUNK_BLOCK": 128, "REVERSE": True, "HAS_INIT": True}, 4),
+    ("fwd_chunk_summary_kernel", "bf16", {**TILED, **FLAGS}, 4),
+    ("fwd_output_kernel", "bf16", {**TILED, **FLAGS, "HAS_D": True, "HAS_Z": True}, 4),
+    ("bwd_chunk_summary_kernel", "bf16", {**TILED, **FLAGS, "HAS_Z": True}, 4),
+    ("bwd_scan_kernel", "bf16", {**TILED, **FLAGS, "HAS_D": True, "HAS_Z": True}, 4),
+]  # fmt: skip
+
+
+def test_kernels_compile_for_hopper_without_a_gpu():
+    """Every kernel goes through Triton's full compiler (TTIR -> PTX -> cubin for sm_90) on the CPU.
+
+    The interpreter runs the Python semantics only; this catches what only the compiler rejects (globals that
+    are not constexpr, type errors in untaken branches, unsupported ops).
+    """
+    import inspect
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from nnmamba_monai.ssm import _triton_kernels as kernels
+
+    for name, act_dtype, constexprs, num_warps in COMPILE_CASES:
+        kernel = getattr(kernels, name)
+        assert isinstance(kernel, triton.runtime.jit.JITFunction), f"{name} is not a JIT kernel (TRITON_INTERPRET set?)"
+        signature = {}
+        for param in inspect.signature(kernel.fn).parameters:
+            if param in constexprs:
+                signature[param] = "constexpr"
+            elif param.endswith("_ptr"):
+                signature[param] = f"*{act_dtype}" if param in ACTIVATION_POINTERS else "*fp32"
+            else:
+                signature[param] = "i32"
+        source = ASTSource(fn=kernel, signature=signature, constexprs=constexprs)
+        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+        assert compiled.asm.get("cubin"), name
+        assert f".entry {name}(" in compiled.asm["ptx"], name
 
 
 def test_package_imports_without_triton():

@@ -78,7 +78,7 @@ __all__ = ["ScanConfig", "default_config", "is_available", "selective_scan_trito
 
 _HAS_TRITON = importlib.util.find_spec("triton") is not None
 
-_MIN_PROGRAMS_PER_SM = 4
+_MIN_THREADS_PER_SM = 512  # 16 warps per SM for the token-sequential kernels
 _DEFAULT_NUM_SMS = 132  # H100 SXM; used when no CUDA device is visible (interpreter runs)
 _CARRY_TILE = 4096  # elements of the (chunks x states) tile of the carry kernel
 
@@ -94,27 +94,41 @@ def is_available() -> bool:
 
 @dataclass(frozen=True)
 class ScanConfig:
-    """Launch parameters of the Triton scan (all block sizes powers of two).
+    """Launch parameters of the Triton scan (block sizes and warp counts powers of two).
 
     Args:
         chunk_len: tokens per chunk (the unit of parallelism along L and of the saved states).
-        block_d: channels per program in the forward kernels.
-        num_warps: warps per program in the forward kernels.
-        block_d_bwd: channels per program in the backward kernels.
-        num_warps_bwd: warps per program in the backward kernels.
+        block_d: channels per program of the tiled forward kernels (used when d_state > ``seq_max_states``).
+        num_warps: warps per program of the tiled forward kernels.
+        block_d_bwd: channels per program of the tiled backward scan kernel.
+        num_warps_bwd: warps per program of the tiled backward scan kernel.
+        seq_warps: warps per program of the token-sequential kernels (32 channels per warp).
+        seq_max_states: largest d_state handled by the token-sequential kernels (its states sit in registers);
+            0 forces the tiled kernels everywhere.
     """
 
     chunk_len: int = 64
-    block_d: int = 32
+    block_d: int = 16
     num_warps: int = 4
     block_d_bwd: int = 16
     num_warps_bwd: int = 4
+    seq_warps: int = 2
+    seq_max_states: int = 32
 
     def __post_init__(self) -> None:
-        for name in ("chunk_len", "block_d", "num_warps", "block_d_bwd", "num_warps_bwd"):
+        for name in ("chunk_len", "block_d", "num_warps", "block_d_bwd", "num_warps_bwd", "seq_warps"):
             value = getattr(self, name)
             if value < 1 or value & (value - 1):
                 raise ValueError(f"ScanConfig.{name} must be a positive power of two; got {value}")
+        if self.seq_max_states < 0:
+            raise ValueError(f"ScanConfig.seq_max_states must be >= 0; got {self.seq_max_states}")
+
+    def launch_args(self) -> tuple[int, ...]:
+        """The integers the registered forward op takes after ``delta_softplus``."""
+        return (
+            self.chunk_len, self.block_d, self.num_warps, self.seq_warps, self.seq_max_states,
+            self.block_d_bwd, self.num_warps_bwd,
+        )  # fmt: skip
 
 
 def _next_pow2(value: int) -> int:
@@ -128,19 +142,27 @@ def _cdiv(a: int, b: int) -> int:
 def default_config(batch: int, d_inner: int, length: int, num_sms: int | None = None) -> ScanConfig:
     """The launch parameters used when none are given, for u of shape (batch, d_inner, length).
 
-    64-token chunks and 32 (forward) / 16 (backward) channels per program, chunks halved down to 16 tokens
-    while the forward grid has fewer than four programs per SM; blocks never exceed the padded sizes.
+    The token-sequential kernels give one channel to each thread, so the number of threads is
+    batch * d_inner * chunks: chunks start at 64 tokens and are halved (down to 8) until there are at least
+    16 warps per SM to hide memory latency. The tiled backward scan takes 16 channels per program on long
+    chunks and 32 on short ones (fewer instructions per element at these sizes, from ptxas/SASS counts).
     """
     if num_sms is None:
         num_sms = torch.cuda.get_device_properties(0).multi_processor_count if torch.cuda.is_available() else 0
         num_sms = num_sms or _DEFAULT_NUM_SMS
-    block_d = min(32, _next_pow2(d_inner))
     chunk_len = 64
-    programs = batch * _cdiv(d_inner, block_d)
-    while chunk_len > 16 and programs * _cdiv(length, chunk_len) < _MIN_PROGRAMS_PER_SM * num_sms:
+    while chunk_len > 8 and batch * d_inner * _cdiv(length, chunk_len) < _MIN_THREADS_PER_SM * num_sms:
         chunk_len //= 2
-    chunk_len = min(chunk_len, max(16, _next_pow2(length)))
-    return ScanConfig(chunk_len=chunk_len, block_d=block_d, block_d_bwd=min(16, block_d))
+    chunk_len = min(chunk_len, max(8, _next_pow2(length)))
+    padded_d = _next_pow2(d_inner)
+    return ScanConfig(
+        chunk_len=chunk_len,
+        block_d=min(padded_d, max(16, min(64, 1024 // chunk_len))),
+        num_warps=4,
+        block_d_bwd=min(padded_d, 16 if chunk_len >= 64 else 32),
+        num_warps_bwd=8 if chunk_len == 32 else 4,
+        seq_warps=max(1, min(4, padded_d // 32)),
+    )
 
 
 def _strides3(t: torch.Tensor) -> tuple[int, int, int]:
@@ -194,6 +216,8 @@ if _HAS_TRITON:
         chunk_len: int,
         block_d: int,
         num_warps: int,
+        seq_warps: int,
+        seq_max_states: int,
         block_d_bwd: int,
         num_warps_bwd: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -204,24 +228,45 @@ if _HAS_TRITON:
         batch, d_inner, length = u.shape
         d_state = A.shape[1]
         num_chunks = triton.cdiv(length, chunk_len)
-        num_dblocks = triton.cdiv(d_inner, block_d)
         f32 = {"dtype": torch.float32, "device": u.device}
         dtsum = torch.empty(batch, num_chunks, d_inner, **f32)
         hsum = torch.empty(batch, num_chunks, d_state, d_inner, **f32)
-        out = torch.empty_like(u)
-        grid = (num_dblocks * num_chunks, batch)
         flags = {"HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
+        bias_arg = delta_bias if delta_bias is not None else u
+        z_arg = z if z is not None else u
+        d_arg = D if D is not None else u
+        if d_state <= seq_max_states:
+            # Channel-contiguous output: a warp stores 32 neighbouring channels of one token at once.
+            out = torch.empty(batch, length, d_inner, dtype=u.dtype, device=u.device).transpose(1, 2)
+            block_seq = 32 * seq_warps
+            grid = (triton.cdiv(d_inner, block_seq) * num_chunks, batch)
+            common = (
+                d_inner, length, num_chunks, triton.cdiv(d_inner, block_seq),
+                *_strides3(u), *_strides3(delta), A.stride(0), A.stride(1), *_strides3(B), *_strides3(C),
+                *_strides3(z_arg), *_strides3(out),
+            )  # fmt: skip
+            meta = {"N": d_state, "N_PAD": _next_pow2(d_state), "BLOCK_D": block_seq, "CHUNK": chunk_len}
+            meta.update(flags, HAS_D=D is not None, HAS_Z=z is not None, num_warps=seq_warps)
+            _launch(_k.fwd_seq_kernel)[grid](
+                u, delta, bias_arg, A, B, C, d_arg, z_arg, hsum, out, dtsum, hsum, *common, SUMMARY=True, **meta
+            )
+            entry, last = _carry(dtsum, A, hsum, None, reverse=False)
+            _launch(_k.fwd_seq_kernel)[grid](
+                u, delta, bias_arg, A, B, C, d_arg, z_arg, entry, out, dtsum, hsum, *common, SUMMARY=False, **meta
+            )
+            return out, last, entry
+        out = torch.empty_like(u)
+        num_dblocks = triton.cdiv(d_inner, block_d)
+        grid = (num_dblocks * num_chunks, batch)
         _launch(_k.fwd_chunk_summary_kernel)[grid](
-            u, delta, delta_bias if delta_bias is not None else u, A, B, dtsum, hsum,
+            u, delta, bias_arg, A, B, dtsum, hsum,
             d_inner, length, d_state, num_chunks, num_dblocks,
             *_strides3(u), *_strides3(delta), A.stride(0), A.stride(1), *_strides3(B),
             BLOCK_D=block_d, CHUNK=chunk_len, num_warps=num_warps, **flags,
         )  # fmt: skip
         entry, last = _carry(dtsum, A, hsum, None, reverse=False)
-        z_arg = z if z is not None else u
         _launch(_k.fwd_output_kernel)[grid](
-            u, delta, delta_bias if delta_bias is not None else u, A, B, C, D if D is not None else u, z_arg, entry,
-            out,
+            u, delta, bias_arg, A, B, C, d_arg, z_arg, entry, out,
             d_inner, length, d_state, num_chunks, num_dblocks,
             *_strides3(u), *_strides3(delta), A.stride(0), A.stride(1), *_strides3(B), *_strides3(C),
             *_strides3(z_arg), *_strides3(out),
@@ -246,6 +291,8 @@ if _HAS_TRITON:
         chunk_len: int,
         block_d: int,
         num_warps: int,
+        seq_warps: int,
+        seq_max_states: int,
     ) -> tuple[
         torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
     ]:
@@ -266,12 +313,22 @@ if _HAS_TRITON:
 
         dtsum = torch.empty(batch, num_chunks, d_inner, **f32)
         gsum = torch.empty(batch, num_chunks, d_state, d_inner, **f32)
-        _launch(_k.bwd_chunk_summary_kernel)[grid](
-            delta, bias_arg, A, C, z_arg, dout, dtsum, gsum,
-            d_inner, length, d_state, num_chunks, num_dblocks,
-            *_strides3(delta), A.stride(0), A.stride(1), *_strides3(C), *_strides3(z_arg), *_strides3(dout),
-            BLOCK_D=block_d, CHUNK=chunk_len, HAS_Z=z is not None, num_warps=num_warps, **flags,
-        )  # fmt: skip
+        if d_state <= seq_max_states:
+            block_seq = 32 * seq_warps
+            _launch(_k.bwd_seq_summary_kernel)[(triton.cdiv(d_inner, block_seq) * num_chunks, batch)](
+                delta, bias_arg, A, C, z_arg, dout, dtsum, gsum,
+                d_inner, length, num_chunks, triton.cdiv(d_inner, block_seq),
+                *_strides3(delta), A.stride(0), A.stride(1), *_strides3(C), *_strides3(z_arg), *_strides3(dout),
+                N=d_state, N_PAD=_next_pow2(d_state), BLOCK_D=block_seq, CHUNK=chunk_len, HAS_Z=z is not None,
+                num_warps=seq_warps, **flags,
+            )  # fmt: skip
+        else:
+            _launch(_k.bwd_chunk_summary_kernel)[grid](
+                delta, bias_arg, A, C, z_arg, dout, dtsum, gsum,
+                d_inner, length, d_state, num_chunks, num_dblocks,
+                *_strides3(delta), A.stride(0), A.stride(1), *_strides3(C), *_strides3(z_arg), *_strides3(dout),
+                BLOCK_D=block_d, CHUNK=chunk_len, HAS_Z=z is not None, num_warps=num_warps, **flags,
+            )  # fmt: skip
         adjoint, _ = _carry(dtsum, A, gsum, dlast, reverse=True)
 
         du = torch.empty_like(u)
@@ -297,13 +354,18 @@ if _HAS_TRITON:
         dbias = dbias_part.sum(dim=(0, 1)).to(delta_bias.dtype) if delta_bias is not None else u.new_empty(0)
         return du, ddelta, dA, dB.to(B.dtype), dC.to(C.dtype), dD, dz, dbias
 
-    def _scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len, *_launch_args):
-        """Shapes and dtypes of the forward op's outputs (for the opaque registration under the interpreter)."""
+    def _scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len, *launch):
+        """Shapes, dtypes and strides of the forward op's outputs (opaque registration under the interpreter)."""
         batch, d_inner, length = u.shape
         d_state = A.shape[1]
         num_chunks = -(-length // chunk_len)
+        seq_max_states = launch[3]
+        if d_state <= seq_max_states:
+            out = u.new_empty(batch, length, d_inner).transpose(1, 2)
+        else:
+            out = torch.empty_like(u)
         last = u.new_empty(batch, d_state, d_inner, dtype=torch.float32)
-        return torch.empty_like(u), last, u.new_empty(batch, num_chunks, d_state, d_inner, dtype=torch.float32)
+        return out, last, u.new_empty(batch, num_chunks, d_state, d_inner, dtype=torch.float32)
 
     def _scan_bwd_fake(u, delta, A, B, C, D, z, delta_bias, entry, dout, dlast, *_launch_args):
         """Shapes and dtypes of the backward op's outputs (for the opaque registration under the interpreter)."""
@@ -323,9 +385,10 @@ if _HAS_TRITON:
         triton_op("nnmamba::selective_scan_bwd", _scan_bwd, mutates_args=())
 
     def _setup_context(ctx, inputs, output) -> None:
-        u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len, _, _, block_d_bwd, num_warps_bwd = inputs
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len, _, _, seq_warps, seq_max_states = inputs[:14]
+        block_d_bwd, num_warps_bwd = inputs[14:]
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, output[2])
-        ctx.launch = (delta_softplus, chunk_len, block_d_bwd, num_warps_bwd)
+        ctx.launch = (delta_softplus, chunk_len, block_d_bwd, num_warps_bwd, seq_warps, seq_max_states)
         ctx.mark_non_differentiable(output[2])
 
     def _backward(ctx, dout, dlast, _dentry):
@@ -340,7 +403,7 @@ if _HAS_TRITON:
         return (
             du, ddelta, dA, dB, dC,
             dD if D is not None else None, dz if z is not None else None, dbias if delta_bias is not None else None,
-            None, None, None, None, None, None,
+            None, None, None, None, None, None, None, None,
         )  # fmt: skip
 
     register_autograd("nnmamba::selective_scan_fwd", _backward, setup_context=_setup_context)
@@ -385,7 +448,6 @@ def selective_scan_triton(
     if config is None:
         config = default_config(batch, d_inner, length)
     out, last, _ = torch.ops.nnmamba.selective_scan_fwd(
-        u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
-        config.chunk_len, config.block_d, config.num_warps, config.block_d_bwd, config.num_warps_bwd,
-    )  # fmt: skip
+        u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), *config.launch_args()
+    )
     return (out, last.transpose(1, 2)) if return_last_state else out
