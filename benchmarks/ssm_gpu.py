@@ -175,14 +175,18 @@ def check_against_torch(fn: Callable, inputs: dict[str, torch.Tensor]) -> float:
 
 
 def sweep_configs(d_inner: int, length: int) -> list:
-    """Triton launch configurations worth timing at this shape (tiles of 512..4096 elements)."""
+    """Triton launch configurations worth timing at this shape: chunk length x warps of the token-sequential
+    kernels x (channels, warps) of the tiled backward scan."""
     from nnmamba_monai.ssm.scan_triton import ScanConfig
 
     configs = []
-    for chunk, block, warps in itertools.product((16, 32, 64, 128), (8, 16, 32, 64, 128), (4, 8)):
-        if 512 <= chunk * block <= 4096 and chunk <= max(16, length) and block <= max(8, 2 * d_inner):
-            bwd_block = max(4, block // 2)
-            configs.append(ScanConfig(chunk, block, warps, bwd_block, warps))
+    for chunk, seq_warps, (bwd_block, bwd_warps) in itertools.product(
+        (8, 16, 32, 64, 128), (1, 2, 4), ((8, 4), (16, 4), (32, 4), (32, 8))
+    ):
+        if chunk <= max(8, length) and 32 * seq_warps <= max(32, 2 * d_inner) and bwd_block * chunk >= 32 * bwd_warps:
+            configs.append(
+                ScanConfig(chunk, 16, 4, block_d_bwd=bwd_block, num_warps_bwd=bwd_warps, seq_warps=seq_warps)
+            )
     return configs
 
 

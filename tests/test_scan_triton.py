@@ -59,14 +59,16 @@ def test_registered_ops_trace_with_fake_tensors():
     inp = {k: v.to(torch.bfloat16) if k in ("u", "delta", "z", "B", "C") else v for k, v in inp.items()}
     with FakeTensorMode() as mode:
         f = {k: mode.from_tensor(v) for k, v in inp.items()}
+        config = scan_triton.ScanConfig(chunk_len=16)
         out, last, entry = torch.ops.nnmamba.selective_scan_fwd(
-            f["u"], f["delta"], f["A"], f["B"], f["C"], f["D"], f["z"], f["delta_bias"], True, 16, 4, 4, 4, 4
+            f["u"], f["delta"], f["A"], f["B"], f["C"], f["D"], f["z"], f["delta_bias"], True, *config.launch_args()
         )
         grads = torch.ops.nnmamba.selective_scan_bwd(
             f["u"], f["delta"], f["A"], f["B"], f["C"], f["D"], f["z"], f["delta_bias"], entry, out, last,
-            True, 16, 4, 4,
+            True, 16, config.block_d_bwd, config.num_warps_bwd, config.seq_warps, config.seq_max_states,
         )  # fmt: skip
     assert out.shape == (batch, d_inner, length) and out.dtype == torch.bfloat16
+    assert out.stride(1) == 1  # channel-contiguous: what the token-sequential kernel writes (and out_proj reads)
     assert last.shape == (batch, d_state, d_inner) and last.dtype == torch.float32
     assert entry.shape == (batch, 3, d_state, d_inner) and entry.dtype == torch.float32
     expected = [f[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]

@@ -9,50 +9,64 @@ Why chunked
 At nnMamba's shapes (batch 2, d_inner 128..512, L = 32768..512, N = 16) mamba_ssm's CUDA kernel gives each
 (batch, channel) row to one thread block and walks the whole sequence inside it: only B * D = 256..1024 rows
 of parallel work, so it reaches 4-10 % of the H100's copy bandwidth (``anchor_h100.md``). Here the sequence
-is also cut into chunks of ``chunk_len`` tokens, which multiplies the parallel work by L / chunk_len:
+is also cut into chunks of ``chunk_len`` tokens, which multiplies the parallel work by L / chunk_len. Every
+pass has the grid (channel blocks x chunks, batch), channel blocks fastest (programs that share a chunk's
+B / C rows run together and hit L2):
 
-1. ``fwd_chunk_summary_kernel`` - grid (channel blocks x chunks, batch). For each chunk, in closed form (no
-   scan): the state it would produce from a zero entry state, ``sum_t exp(A * dt_after_t) * dt_t u_t B_t``,
-   and its total time step ``sum_t dt_t`` (the chunk's decay is ``exp(A * sum dt)``). Every exponent is a
-   sum of non-positive terms, so nothing can overflow, unlike the cumsum-ratio form of the torch backend.
-2. ``chunk_carry_kernel`` - grid (state blocks of N * D, batch). The sequential dependency between chunks,
-   ``entry[c+1] = decay[c] * entry[c] + summary[c]``, solved as an associative scan over the chunk axis in
-   blocks of up to 128 chunks; it also yields the last state for ``return_last_state``.
-3. ``fwd_output_kernel`` - same grid as 1. Per chunk: load the (channels x tokens) tiles of u, delta and z
-   once, then for each state n an associative scan of the pairs (exp(dt * A_n), dt u B_n) along the tokens,
-   started from the chunk's entry state, accumulating ``y += C_n * h_n``; then D skip and SiLU(z) gate.
+1. summary - each chunk's state from a zero entry state and its total time step ``sum_t dt_t`` (the
+   chunk's decay is ``exp(A * sum dt)``);
+2. ``chunk_carry_kernel`` - the sequential dependency between chunks, ``entry[c+1] = decay[c] * entry[c] +
+   summary[c]``, as an associative scan over the chunk axis (blocks of up to 128 chunks); it also yields the
+   last state for ``return_last_state``;
+3. output - each chunk again from its entry state, writing ``(sum_n C_n h_n + D u) * SiLU(z)``.
 
-The state is float32 in registers whatever the input dtype (bf16, fp16, fp32; fp64 inputs are computed in
-float32 too), and the output is written in u's dtype. Inputs are read through their strides, so the
-transposed views the Mamba layer produces (z and delta are channel-contiguous there) are never copied.
+The state is float32 whatever the input dtype (bf16, fp16, fp32; fp64 inputs are computed in float32 too),
+the output is written in u's dtype, and inputs are read through their strides: the transposed views the
+Mamba layer produces (z and delta are channel-contiguous there) are never copied.
+
+Two kernel families
+-------------------
+* Token-sequential (``fwd_seq_kernel``, ``bwd_seq_summary_kernel``; d_state <= ``seq_max_states``, i.e.
+  nnMamba's 16 and 8): one channel per thread, 32 channels per warp, the N states of the channel held in
+  registers ("d_state vectorised in registers"). The program walks its chunk token by token: per token a
+  thread loads u, delta (and z) of its channel and the N-vectors B[:, t], C[:, t] (identical across the warp,
+  so broadcast loads), updates the N states with one exp2 and one FMA each and reduces ``sum_n C h`` inside
+  the thread. There is no scan network and no cross-lane traffic: ptxas/SASS counts for sm_90 give about 15
+  instructions per (channel, state, token) for the output pass and 9 for the summary, against 58 and 27 for
+  the tiled associative-scan versions below. Activation strides are not specialised, so the compiler keeps
+  one channel per lane instead of vectorising along L; the output is allocated channel-contiguous
+  ((B, L, D) memory seen as (B, D, L)) so that a warp's stores are 32 neighbouring channels.
+* Tiled (``fwd_chunk_summary_kernel``, ``fwd_output_kernel``, ``bwd_chunk_summary_kernel``,
+  ``bwd_scan_kernel``): a program holds (``block_d`` x ``chunk_len``) tiles with tokens along the lanes and
+  loops over the N states, each an associative scan of (exp(dt A_n), dt u B_n) pairs along the tokens. Used
+  for larger d_state (registers would not hold the states) and for the backward's main pass.
 
 Backward (recompute, do not store)
 ----------------------------------
 Only the chunk entry states (batch, chunks, N, D) in float32 are saved from the forward, chunk_len times
 fewer values than the per-token states. The backward mirrors the forward:
 
-1. ``bwd_chunk_summary_kernel`` - per chunk, what it adds to the adjoint flowing to the previous chunk,
-   ``sum_t exp(A * dt_upto_t) * C_t * dy_t`` (dy = dout * SiLU(z)), again closed form.
-2. ``chunk_carry_kernel`` with ``REVERSE`` - the adjoint arriving at each chunk's end, scanned from the last
-   chunk (started from the gradient of the last state when it was returned and used).
-3. ``bwd_scan_kernel`` - per chunk and state n, recompute the states by a forward scan from the saved entry
-   state, run the adjoint by a reverse scan, and form du, d delta (through softplus and the bias), dz
-   (recomputing y), dA and dD / d delta_bias as per-program partial sums (reduced by torch afterwards,
-   deterministic), dB and dC as float32 atomics across channel blocks.
+1. summary (token-sequential when possible) - what each chunk adds to the adjoint flowing to the previous
+   chunk, ``sum_t exp(A * sum_{s<=t} dt_s) * C_t * dy_t`` with dy = dout * SiLU(z); every exponent is <= 0;
+2. ``chunk_carry_kernel`` with ``REVERSE`` - the adjoint arriving at each chunk's end, from the last chunk
+   backwards (started from the gradient of the last state when it was returned and used);
+3. ``bwd_scan_kernel`` (tiled) - per chunk and state n: recompute the states by a forward scan from the saved
+   entry state, run the adjoint by a reverse scan, and form du, d delta (through softplus and the bias), dz
+   (recomputing y), dA, dD and d delta_bias as per-program partial sums (reduced by torch afterwards,
+   deterministic), dB and dC as float32 atomics across channel blocks (deterministic when one block covers
+   all channels). The reverse scan needs exp(dt_{t+1} A); it comes from a second, shifted load of delta.
+   It needs the state and the adjoint of the same token at once, which is why it is tiled: a
+   token-sequential version would have to hold a chunk's states or reduce dB / dC across lanes per token.
 
 Block sizes
 -----------
-A program holds (``block_d`` x ``chunk_len``) float32 tiles, with tokens contiguous in memory for the usual
-(B, D, L) layout: ``chunk_len`` 64 gives 256-byte rows in fp32 and 128-byte rows in bf16 (full cache lines),
-and a 2048-element tile (``block_d`` 32) keeps the forward's live tiles near 16 registers each at 4 warps.
-The d_state loop stays a loop over N so that the N states of a token never need a cross-thread reduction:
-each state's contribution is added elementwise into the output tile. The backward keeps more tiles alive
-(u, dt, dt_next, dy, y, du, d dt plus the two scans), so it uses half the channels per program. Chunks are
-shortened (down to 16 tokens) until there are at least four programs per SM, which matters at stage 3
-(512 x 512). B and C rows of a chunk are shared by all channel blocks, so channel blocks are the fastest
-grid index: programs that read the same B/C rows run together and hit L2. Chunk-state traffic is
-(2 + 2) * 4 * N / chunk_len bytes per (batch, channel, token), a quarter of an fp32 input array at
-chunk_len 64 and N 16. ``ScanConfig`` overrides all of this (``benchmarks/ssm_gpu.py --sweep`` times options).
+``default_config``: 64-token chunks, halved (down to 8) until the token-sequential kernels have 16 warps
+per SM (one thread per channel and chunk): 64 at stage 1 (128 x 32768), 16 at stage 2, 8 at stage 3.
+Chunk-state traffic is 8 accesses * 4 bytes * N / chunk_len per (batch, channel, token) over forward and
+backward: 8 bytes at chunk 64 and N 16, against 22 bytes of bf16 activations. The tiled backward scan uses
+16 channels x 64 tokens (8 elements per thread at 4 warps) or 32 channels on shorter chunks: SASS counts of
+98-122 instructions per element, with ~140-250 registers. ``ScanConfig`` overrides all of this and
+``benchmarks/ssm_gpu.py --sweep`` times alternatives on a GPU.
 
 Registration
 ------------
@@ -60,6 +74,8 @@ The forward and the backward are ``torch.library.triton_op`` operators (``nnmamb
 ``nnmamba::selective_scan_bwd``) with the autograd rule attached by ``torch.library.register_autograd``, so
 ``torch.compile`` traces through them instead of breaking the graph on an ``autograd.Function``. They accept
 any floating dtypes (no autocast rule is needed: the kernels cast on load and keep the state in float32).
+Under ``TRITON_INTERPRET=1`` (CPU tests) the kernels cannot be traced, so the same functions are registered
+as opaque ``custom_op`` operators with shape-only fake implementations.
 
 Triton is imported only when this module is imported, and the dispatcher imports it only when Triton is
 installed; without Triton, :func:`is_available` is False and calling the scan raises a clear error.
