@@ -185,6 +185,12 @@ def _strides3(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
+def _channel_contiguous(u: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor shaped and typed like u (B, D, L) with channels contiguous (not a view)."""
+    batch, d_inner, length = u.shape
+    return torch.empty_strided((batch, d_inner, length), (length * d_inner, 1, d_inner), dtype=u.dtype, device=u.device)
+
+
 def _carry_blocks(num_chunks: int, num_states: int) -> tuple[int, int]:
     """(BLOCK_S, CHUNK_BLOCK) of the carry kernel: up to 128 chunks per step, a tile of about 4096 elements."""
     chunk_block = min(128, _next_pow2(num_chunks + 1))
@@ -253,7 +259,7 @@ if _HAS_TRITON:
         d_arg = D if D is not None else u
         if d_state <= seq_max_states:
             # Channel-contiguous output: a warp stores 32 neighbouring channels of one token at once.
-            out = torch.empty(batch, length, d_inner, dtype=u.dtype, device=u.device).transpose(1, 2)
+            out = _channel_contiguous(u)
             block_seq = 32 * seq_warps
             grid = (triton.cdiv(d_inner, block_seq) * num_chunks, batch)
             common = (
@@ -377,7 +383,7 @@ if _HAS_TRITON:
         num_chunks = -(-length // chunk_len)
         seq_max_states = launch[3]
         if d_state <= seq_max_states:
-            out = u.new_empty(batch, length, d_inner).transpose(1, 2)
+            out = _channel_contiguous(u)
         else:
             out = torch.empty_like(u)
         last = u.new_empty(batch, d_state, d_inner, dtype=torch.float32)
