@@ -226,3 +226,15 @@ def test_torch_compile_traces_the_custom_op():
     assert rel_err(value, ref) <= 1e-6
     for k, a, b in zip(names, leaves, ref_leaves):
         assert rel_err(a.grad, b.grad) <= 1e-6, k
+
+
+def test_mamba_layer_compiles_without_graph_break():
+    """The dispatcher and the Mamba layer on the triton backend trace as one graph (fullgraph=True)."""
+    torch.manual_seed(0)
+    layer = Mamba(d_model=4, d_state=4, backend="triton")
+    x = torch.randn(2, 24, 4)
+    eager = layer(x)
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)(x)
+    assert rel_err(compiled, eager) <= 1e-6
+    compiled.square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())

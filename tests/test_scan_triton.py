@@ -18,7 +18,7 @@ from nnmamba_monai.ssm import scan_triton
 from tests.conftest import REPO_ROOT
 from tests.helpers import random_scan_inputs
 
-MIN_INTERPRETER_CASES = 17  # guards against cases silently deselected or not collected
+MIN_INTERPRETER_CASES = 18  # guards against cases silently deselected or not collected
 
 
 def _subprocess_env(**extra: str) -> dict[str, str]:
