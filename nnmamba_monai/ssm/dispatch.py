@@ -23,11 +23,16 @@ ENV_VAR = "NNMAMBA_SSM_BACKEND"
 BACKENDS = ("auto", "torch", "triton", "mamba_ssm")
 
 
+# Looked up once at import (find_spec does not import triton): torch.compile cannot trace importlib calls, and
+# the dispatcher runs inside compiled Mamba layers.
+_TRITON_FOUND = (
+    importlib.util.find_spec("triton") is not None
+    and importlib.util.find_spec("nnmamba_monai.ssm.scan_triton") is not None
+)
+
+
 def _triton_available() -> bool:
-    return (
-        importlib.util.find_spec("triton") is not None
-        and importlib.util.find_spec("nnmamba_monai.ssm.scan_triton") is not None
-    )
+    return _TRITON_FOUND
 
 
 def available_backends() -> list[str]:
@@ -69,7 +74,10 @@ def _backend_fn(name: str) -> Callable:
         return selective_scan_torch
     if name == "mamba_ssm":
         return scan_mamba_ssm.selective_scan_mamba_ssm
-    return importlib.import_module("nnmamba_monai.ssm.scan_triton").selective_scan_triton
+    # An import statement (not importlib.import_module) so that torch.compile can trace through the dispatch.
+    from nnmamba_monai.ssm import scan_triton
+
+    return scan_triton.selective_scan_triton
 
 
 def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
