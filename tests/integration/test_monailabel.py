@@ -1,12 +1,13 @@
-"""Our segmentation bundle served by a real MONAI Label server (docs/monailabel.md).
+"""Our AMOS segmentation bundles served by a real MONAI Label server (docs/monailabel.md).
 
 The ``monailabel``-marked tests start ``monailabel start_server`` (through ``scripts/monailabel_server.py``)
-with the stock ``monaibundle`` app from the installed MONAI Label, our AMOS CT bundle put into the app's
-``model/`` folder by ``scripts/monailabel_bundle.py`` (narrow network, random weights, smaller sliding
-window: the shapes and labels are what is checked, not the segmentation), and one generated NIfTI as the
-studies folder. They are skipped only where ``monailabel`` does not import (install it with
-``bash scripts/install_monailabel.sh``). The other tests check the MONAI Label override config against the
-bundle and need no server.
+with the stock ``monaibundle`` app of the installed MONAI Label, the AMOS CT and MR bundles put into the app's
+``model/`` folder by ``scripts/monailabel_bundle.py`` (network width 8, seeded random weights, a smaller
+sliding window), and one generated NIfTI as the studies folder. The label maps MONAI Label returns must have
+the study's shape and affine, hold only the bundle's labels, and equal what the bundle itself writes for the
+same file with the same weights. These tests are skipped only where ``monailabel`` does not import (install
+it with ``bash scripts/install_monailabel.sh``). The other tests check the MONAI Label override configs
+against the bundles and need no server.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts"
-BUNDLE = REPO_ROOT / "bundles" / "amos_ct_nnmamba_segmentation"
-MODEL = BUNDLE.name
+# the bundles with a MONAI Label override; both are served by one server (one study, CT-like values; for the
+# MR bundle its percentile scaling makes any values usable)
+BUNDLES = {
+    name: REPO_ROOT / "bundles" / name for name in ("amos_ct_nnmamba_segmentation", "amos_mr_nnmamba_segmentation")
+}
 
 # the study: 64 x 64 x 48 voxels of 1.2 x 1.2 x 2.5 mm, stored left-to-right flipped and posterior-to-anterior
 # flipped (LPS), so the bundle's RAS reorientation and 1.5 x 1.5 x 2 mm resampling both have to be undone
@@ -58,8 +62,8 @@ def _load_script(name: str):
 monailabel_bundle = _load_script("monailabel_bundle")
 
 
-def _bundle_labels() -> dict[int, str]:
-    metadata = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+def _bundle_labels(bundle: Path) -> dict[int, str]:
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
     channels = next(iter(metadata["network_data_format"]["outputs"].values()))["channel_def"]
     return {int(k): v for k, v in channels.items()}
 
@@ -69,18 +73,20 @@ def _bundle_labels() -> dict[int, str]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_override_network_is_the_bundles_network():
-    inference = json.loads((BUNDLE / "configs" / "inference.json").read_text())
-    override = json.loads((BUNDLE / "configs" / "monailabel_infer.json").read_text())
+@pytest.mark.parametrize("name", sorted(BUNDLES))
+def test_override_network_is_the_bundles_network(name):
+    inference = json.loads((BUNDLES[name] / "configs" / "inference.json").read_text())
+    override = json.loads((BUNDLES[name] / "configs" / "monailabel_infer.json").read_text())
     net = override["network_def"]
     assert net["_target_"] == "nnmamba_monai.compat.accept_meta_tensors"
     assert net["network"] == inference["network_def"], "monailabel_infer.json network differs from inference.json"
 
 
-def test_override_pre_transforms_are_the_bundles_preprocessing_in_order():
+@pytest.mark.parametrize("name", sorted(BUNDLES))
+def test_override_pre_transforms_are_the_bundles_preprocessing_in_order(name):
     from monai.bundle import ConfigParser
 
-    config = monailabel_bundle.merged_inference_config(BUNDLE)
+    config = monailabel_bundle.merged_inference_config(BUNDLES[name])
     parser = ConfigParser(config)
     preprocessing = parser.get_parsed_content("preprocessing").transforms
     pre_transforms = parser.get_parsed_content("pre_transforms")
@@ -96,18 +102,19 @@ def test_override_pre_transforms_are_the_bundles_preprocessing_in_order():
 
 
 def test_bundle_helper_writes_merged_config_and_leaves_bundle_alone(tmp_path):
-    before = (BUNDLE / "configs" / "inference.json").read_text()
+    name, bundle = next(iter(BUNDLES.items()))
+    before = (bundle / "configs" / "inference.json").read_text()
     override = tmp_path / "small.json"
     override.write_text(json.dumps({"patch_size": [32, 32, 32]}))
-    target = monailabel_bundle.install_bundle(BUNDLE, tmp_path / "app", overrides=[override])
-    assert target == (tmp_path / "app" / "model" / MODEL).resolve()
+    target = monailabel_bundle.install_bundle(bundle, tmp_path / "app", overrides=[override])
+    assert target == (tmp_path / "app" / "model" / name).resolve()
     written = json.loads((target / "configs" / "inference.json").read_text())
     assert written["patch_size"] == [32, 32, 32]
     assert written["pre_transforms"][0] == "@preprocessing::transforms::0"
     assert (target / "configs" / "metadata.json").is_file()
-    assert (BUNDLE / "configs" / "inference.json").read_text() == before
+    assert (bundle / "configs" / "inference.json").read_text() == before
     with pytest.raises(FileExistsError):
-        monailabel_bundle.install_bundle(BUNDLE, tmp_path / "app")
+        monailabel_bundle.install_bundle(bundle, tmp_path / "app")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -184,27 +191,30 @@ def server(tmp_path_factory):
     app = root / "apps" / "monaibundle"
     shutil.copytree(Main()._get_installed_dir(None, "sample-apps") + "/monaibundle", app)
 
-    # the bundle, with its MONAI Label override and the test's narrowing on top
-    config = json.loads((BUNDLE / "configs" / "monailabel_infer.json").read_text())
-    net_id = "network_def::network" if "network" in config.get("network_def", {}) else "network_def"
-    small = root / "small.json"
-    small.write_text(
-        json.dumps(
-            {
-                f"{net_id}::channels": SMALL["channels"],
-                "patch_size": SMALL["patch_size"],
-                "sw_batch_size": SMALL["sw_batch_size"],
-            }
-        )
-    )
-    bundle_copy = monailabel_bundle.install_bundle(BUNDLE, app, overrides=[small])
-    _small_weights(bundle_copy)
-
     studies = root / "studies"
     studies.mkdir()
     _write_study(studies / "case_0001.nii.gz")
-    reference = _bundle_own_inference(bundle_copy, studies / "case_0001.nii.gz", root / "bundle_output")
-    assert len(np.unique(reference)) >= 2, "the reference label map is one class: the comparison would be void"
+
+    # each bundle, with its MONAI Label override and the test's narrowing on top, plus what the bundle itself
+    # predicts for the study with the same weights
+    references = {}
+    for name, bundle in BUNDLES.items():
+        config = json.loads((bundle / "configs" / "monailabel_infer.json").read_text())
+        net_id = "network_def::network" if "network" in config.get("network_def", {}) else "network_def"
+        small = root / f"small_{name}.json"
+        small.write_text(
+            json.dumps(
+                {
+                    f"{net_id}::channels": SMALL["channels"],
+                    "patch_size": SMALL["patch_size"],
+                    "sw_batch_size": SMALL["sw_batch_size"],
+                }
+            )
+        )
+        bundle_copy = monailabel_bundle.install_bundle(bundle, app, overrides=[small])
+        _small_weights(bundle_copy)
+        references[name] = _bundle_own_inference(bundle_copy, studies / "case_0001.nii.gz", root / f"out_{name}")
+        assert len(np.unique(references[name])) >= 2, f"{name}: one class everywhere, the comparison would be void"
 
     port = _free_port()
     log = root / "server.log"
@@ -222,7 +232,7 @@ def server(tmp_path_factory):
         str(studies),
         "--conf",
         "models",
-        MODEL,
+        ",".join(BUNDLES),
         "--conf",
         "zoo_source",
         "local",
@@ -250,7 +260,7 @@ def server(tmp_path_factory):
                 pass
             time.sleep(1)
         print(f"MONAI Label server up in {time.monotonic() - started:.1f} s")
-        yield {"url": url, "log": log, "root": root, "reference": reference, "study": studies / "case_0001.nii.gz"}
+        yield {"url": url, "log": log, "root": root, "references": references, "study": studies / "case_0001.nii.gz"}
     finally:
         process.terminate()
         try:
@@ -260,7 +270,7 @@ def server(tmp_path_factory):
             process.wait(timeout=30)
 
 
-def _check_label_map(server, response, out: Path) -> np.ndarray:
+def _check_label_map(server, name: str, response, out: Path) -> np.ndarray:
     assert response.status_code == 200, f"{response.status_code} {response.text[:500]}\n{_log_tail(server['log'])}"
     out.write_bytes(response.content)
     result = nib.load(str(out))
@@ -271,38 +281,40 @@ def _check_label_map(server, response, out: Path) -> np.ndarray:
     # MONAI Label writes the label map as float32 (the bundle's own writer, SaveImaged to uint8, is one of the
     # transforms MONAI Label leaves out): whole numbers from the bundle's label set
     assert np.array_equal(labels, np.round(labels))
-    assert set(np.unique(labels).astype(int).tolist()) <= set(_bundle_labels())
+    assert set(np.unique(labels).astype(int).tolist()) <= set(_bundle_labels(BUNDLES[name]))
     # the same label map as the bundle's own inference on the same file with the same weights
-    np.testing.assert_array_equal(labels.astype(np.int64), server["reference"].astype(np.int64))
+    np.testing.assert_array_equal(labels.astype(np.int64), server["references"][name].astype(np.int64))
     return labels
 
 
 @pytest.mark.monailabel
-def test_info_lists_the_bundle_with_its_labels(server):
+@pytest.mark.parametrize("name", sorted(BUNDLES))
+def test_info_lists_the_bundle_with_its_labels(server, name):
     import requests
 
     info = requests.get(f"{server['url']}/info/", timeout=30).json()
-    model = info["models"][MODEL]
+    model = info["models"][name]
     assert model["type"] == "segmentation"
     assert model["dimension"] == 3
-    expected = {name.lower(): index for index, name in _bundle_labels().items() if index != 0}
+    expected = {label.lower(): index for index, label in _bundle_labels(BUNDLES[name]).items() if index != 0}
     assert model["labels"] == expected
-    assert MODEL in info["trainers"]  # registered by the app; training through MONAI Label is not exercised
+    assert name in info["trainers"]  # registered by the app; training through MONAI Label is not exercised
 
 
 @pytest.mark.monailabel
-def test_infer_uploaded_image_returns_label_map_on_input_grid(server):
+@pytest.mark.parametrize("name", sorted(BUNDLES))
+def test_infer_uploaded_image_returns_label_map_on_input_grid(server, name):
     import requests
 
     with open(server["study"], "rb") as f:
         response = requests.post(
-            f"{server['url']}/infer/{MODEL}",
+            f"{server['url']}/infer/{name}",
             params={"output": "image"},
             files={"file": ("case_0001.nii.gz", f, "application/octet-stream")},
             data={"params": "{}"},
             timeout=INFER_TIMEOUT_S,
         )
-    _check_label_map(server, response, server["root"] / "upload_result.nii.gz")
+    _check_label_map(server, name, response, server["root"] / f"upload_{name}.nii.gz")
 
 
 @pytest.mark.monailabel
@@ -310,15 +322,17 @@ def test_infer_datastore_image_by_id(server):
     """3D Slicer's usual call: the image is one of the server's studies, named by id."""
     import requests
 
+    name = "amos_ct_nnmamba_segmentation"
+
     datastore = requests.get(f"{server['url']}/datastore/", params={"output": "all"}, timeout=30).json()
     assert "case_0001" in datastore["objects"]
     response = requests.post(
-        f"{server['url']}/infer/{MODEL}",
+        f"{server['url']}/infer/{name}",
         params={"image": "case_0001", "output": "image"},
         data={"params": "{}"},
         timeout=INFER_TIMEOUT_S,
     )
-    _check_label_map(server, response, server["root"] / "datastore_result.nii.gz")
+    _check_label_map(server, name, response, server["root"] / "datastore_result.nii.gz")
 
 
 @pytest.mark.monailabel
