@@ -1,0 +1,351 @@
+"""Our AMOS segmentation bundles served by a real MONAI Label server (docs/monailabel.md).
+
+The ``monailabel``-marked tests start ``monailabel start_server`` (through ``scripts/monailabel_server.py``)
+with the stock ``monaibundle`` app of the installed MONAI Label, the AMOS CT and MR bundles put into the app's
+``model/`` folder by ``scripts/monailabel_bundle.py`` (network width 8, seeded random weights, a smaller
+sliding window), and one generated NIfTI as the studies folder. The label maps MONAI Label returns must have
+the study's shape and affine, hold only the bundle's labels, and equal what the bundle itself writes for the
+same file with the same weights. These tests are skipped only where ``monailabel`` does not import (install
+it with ``bash scripts/install_monailabel.sh``). The other tests check the MONAI Label override configs
+against the bundles and need no server.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO_ROOT / "scripts"
+# the bundles with a MONAI Label override; both are served by one server (one study, CT-like values; for the
+# MR bundle its percentile scaling makes any values usable)
+BUNDLES = {
+    name: REPO_ROOT / "bundles" / name for name in ("amos_ct_nnmamba_segmentation", "amos_mr_nnmamba_segmentation")
+}
+
+# the study: 64 x 64 x 48 voxels of 1.2 x 1.2 x 2.5 mm, stored left-to-right flipped and posterior-to-anterior
+# flipped (LPS), so the bundle's RAS reorientation and 1.5 x 1.5 x 2 mm resampling both have to be undone
+STUDY_SHAPE = (64, 64, 48)
+STUDY_AFFINE = np.array(
+    [
+        [-1.2, 0.0, 0.0, 40.0],
+        [0.0, -1.2, 0.0, 30.0],
+        [0.0, 0.0, 2.5, -60.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+# test-only settings on top of the bundle's MONAI Label config: width 8 instead of 32, a sliding window
+# smaller than the resampled image so that several windows are stitched
+SMALL = {"channels": 8, "patch_size": [64, 64, 32], "sw_batch_size": 1}
+SERVER_START_TIMEOUT_S = 300
+INFER_TIMEOUT_S = 300
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+monailabel_bundle = _load_script("monailabel_bundle")
+
+
+def _bundle_labels(bundle: Path) -> dict[int, str]:
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    channels = next(iter(metadata["network_data_format"]["outputs"].values()))["channel_def"]
+    return {int(k): v for k, v in channels.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the override config against the bundle (no server)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLES))
+def test_override_network_is_the_bundles_network(name):
+    inference = json.loads((BUNDLES[name] / "configs" / "inference.json").read_text())
+    override = json.loads((BUNDLES[name] / "configs" / "monailabel_infer.json").read_text())
+    net = override["network_def"]
+    assert net["_target_"] == "nnmamba_monai.compat.accept_meta_tensors"
+    assert net["network"] == inference["network_def"], "monailabel_infer.json network differs from inference.json"
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLES))
+def test_override_pre_transforms_are_the_bundles_preprocessing_in_order(name):
+    from monai.bundle import ConfigParser
+
+    config = monailabel_bundle.merged_inference_config(BUNDLES[name])
+    parser = ConfigParser(config)
+    preprocessing = parser.get_parsed_content("preprocessing").transforms
+    pre_transforms = parser.get_parsed_content("pre_transforms")
+    # the bundle's own transform objects (Invertd in postprocessing inverts exactly these), in their order
+    shared = [t for t in pre_transforms if any(t is p for p in preprocessing)]
+    assert len(shared) == len(preprocessing)
+    assert all(a is b for a, b in zip(shared, preprocessing))
+    # the only additions move MONAI Label's "image_path" out of Spacingd's way and back
+    added = [t for t in pre_transforms if not any(t is p for p in preprocessing)]
+    assert [type(t).__name__ for t in added] == ["CopyItemsd", "DeleteItemsd", "CopyItemsd"]
+    names = [type(t).__name__ for t in pre_transforms]
+    assert names.index("DeleteItemsd") < names.index("Spacingd") < len(names) - 1 - names[::-1].index("CopyItemsd")
+
+
+def test_bundle_helper_writes_merged_config_and_leaves_bundle_alone(tmp_path):
+    name, bundle = next(iter(BUNDLES.items()))
+    before = (bundle / "configs" / "inference.json").read_text()
+    override = tmp_path / "small.json"
+    override.write_text(json.dumps({"patch_size": [32, 32, 32]}))
+    target = monailabel_bundle.install_bundle(bundle, tmp_path / "app", overrides=[override])
+    assert target == (tmp_path / "app" / "model" / name).resolve()
+    written = json.loads((target / "configs" / "inference.json").read_text())
+    assert written["patch_size"] == [32, 32, 32]
+    assert written["pre_transforms"][0] == "@preprocessing::transforms::0"
+    assert (target / "configs" / "metadata.json").is_file()
+    assert (bundle / "configs" / "inference.json").read_text() == before
+    with pytest.raises(FileExistsError):
+        monailabel_bundle.install_bundle(bundle, tmp_path / "app")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the server
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _log_tail(path: Path, chars: int = 6000) -> str:
+    text = path.read_text(errors="replace") if path.is_file() else "(no log)"
+    return text[-chars:]
+
+
+def _write_study(path: Path) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    # soft "organs" on a noisy background, CT-like values
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in STUDY_SHAPE], indexing="ij"))
+    blob = np.exp(-((grid**2).sum(0)) * 4.0)
+    data = (-800 + 1000 * blob + rng.normal(0, 30, STUDY_SHAPE)).astype(np.int16)
+    nib.save(nib.Nifti1Image(data, STUDY_AFFINE), str(path))
+    return data
+
+
+def _small_weights(bundle_copy: Path) -> None:
+    """models/model.pt for the copy's (narrowed) network_def: random weights, as MONAI Label loads them.
+
+    The last normalisation layer gets random scales and no shift, so that the label map follows the image
+    (several classes) instead of being one class everywhere, as a fresh network's often is.
+    """
+    import torch
+    from monai.bundle import ConfigParser
+
+    torch.manual_seed(0)
+    parser = ConfigParser()
+    parser.read_config(str(bundle_copy / "configs" / "inference.json"))
+    network = parser.get_parsed_content("network_def")
+    assert sum(p.numel() for p in network.parameters()) < 2_000_000, "width override not applied"
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.affine]
+    with torch.no_grad():
+        norms[-1].weight.normal_(0.0, 1.0)
+        norms[-1].bias.zero_()
+    torch.save(network.state_dict(), bundle_copy / "models" / "model.pt")
+
+
+def _bundle_own_inference(bundle_copy: Path, study: Path, output_dir: Path) -> np.ndarray:
+    """The label map the bundle itself writes (its evaluator, preprocessing and postprocessing ids)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle_copy / "configs" / "inference.json"))
+    parser["bundle_root"] = str(bundle_copy)
+    parser["datalist"] = [{"image": str(study)}]
+    parser["output_dir"] = str(output_dir)
+    parser["num_workers"] = 0
+    parser.get_parsed_content("evaluator").run()
+    (written,) = output_dir.glob("*.nii.gz")
+    return np.asanyarray(nib.load(str(written)).dataobj)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip(
+        "monailabel", reason="MONAI Label is not installed (bash scripts/install_monailabel.sh installs it)"
+    )
+    from monailabel.main import Main
+
+    root = tmp_path_factory.mktemp("monailabel")
+    # the stock monaibundle app, copied from the installed MONAI Label (what `monailabel apps --download` does)
+    app = root / "apps" / "monaibundle"
+    shutil.copytree(Main()._get_installed_dir(None, "sample-apps") + "/monaibundle", app)
+
+    studies = root / "studies"
+    studies.mkdir()
+    _write_study(studies / "case_0001.nii.gz")
+
+    # each bundle, with its MONAI Label override and the test's narrowing on top, plus what the bundle itself
+    # predicts for the study with the same weights
+    references = {}
+    for name, bundle in BUNDLES.items():
+        config = json.loads((bundle / "configs" / "monailabel_infer.json").read_text())
+        net_id = "network_def::network" if "network" in config.get("network_def", {}) else "network_def"
+        small = root / f"small_{name}.json"
+        small.write_text(
+            json.dumps(
+                {
+                    f"{net_id}::channels": SMALL["channels"],
+                    "patch_size": SMALL["patch_size"],
+                    "sw_batch_size": SMALL["sw_batch_size"],
+                }
+            )
+        )
+        bundle_copy = monailabel_bundle.install_bundle(bundle, app, overrides=[small])
+        _small_weights(bundle_copy)
+        references[name] = _bundle_own_inference(bundle_copy, studies / "case_0001.nii.gz", root / f"out_{name}")
+        assert len(np.unique(references[name])) >= 2, f"{name}: one class everywhere, the comparison would be void"
+
+    port = _free_port()
+    log = root / "server.log"
+    env = dict(os.environ)
+    paths = [str(REPO_ROOT), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["MONAI_LABEL_SESSION_PATH"] = str(root / "sessions")
+    command = [
+        sys.executable,
+        str(SCRIPTS / "monailabel_server.py"),
+        "start_server",
+        "--app",
+        str(app),
+        "--studies",
+        str(studies),
+        "--conf",
+        "models",
+        ",".join(BUNDLES),
+        "--conf",
+        "zoo_source",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env)
+    try:
+        import requests
+
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"MONAI Label server exited with {process.returncode}:\n{_log_tail(log)}")
+            if time.monotonic() - started > SERVER_START_TIMEOUT_S:
+                pytest.fail(f"MONAI Label server not up after {SERVER_START_TIMEOUT_S} s:\n{_log_tail(log)}")
+            try:
+                if requests.get(f"{url}/info/", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        print(f"MONAI Label server up in {time.monotonic() - started:.1f} s")
+        yield {"url": url, "log": log, "root": root, "references": references, "study": studies / "case_0001.nii.gz"}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def _check_label_map(server, name: str, response, out: Path) -> np.ndarray:
+    assert response.status_code == 200, f"{response.status_code} {response.text[:500]}\n{_log_tail(server['log'])}"
+    out.write_bytes(response.content)
+    result = nib.load(str(out))
+    labels = np.asanyarray(result.dataobj)
+    assert labels.shape == STUDY_SHAPE
+    # on the input's grid: Slicer overlays the result by its affine
+    np.testing.assert_allclose(result.affine, STUDY_AFFINE, atol=1e-4)
+    # MONAI Label writes the label map as float32 (the bundle's own writer, SaveImaged to uint8, is one of the
+    # transforms MONAI Label leaves out): whole numbers from the bundle's label set
+    assert np.array_equal(labels, np.round(labels))
+    assert set(np.unique(labels).astype(int).tolist()) <= set(_bundle_labels(BUNDLES[name]))
+    # the same label map as the bundle's own inference on the same file with the same weights
+    np.testing.assert_array_equal(labels.astype(np.int64), server["references"][name].astype(np.int64))
+    return labels
+
+
+@pytest.mark.monailabel
+@pytest.mark.parametrize("name", sorted(BUNDLES))
+def test_info_lists_the_bundle_with_its_labels(server, name):
+    import requests
+
+    info = requests.get(f"{server['url']}/info/", timeout=30).json()
+    model = info["models"][name]
+    assert model["type"] == "segmentation"
+    assert model["dimension"] == 3
+    expected = {label.lower(): index for index, label in _bundle_labels(BUNDLES[name]).items() if index != 0}
+    assert model["labels"] == expected
+    assert name in info["trainers"]  # registered by the app; training through MONAI Label is not exercised
+
+
+@pytest.mark.monailabel
+@pytest.mark.parametrize("name", sorted(BUNDLES))
+def test_infer_uploaded_image_returns_label_map_on_input_grid(server, name):
+    import requests
+
+    with open(server["study"], "rb") as f:
+        response = requests.post(
+            f"{server['url']}/infer/{name}",
+            params={"output": "image"},
+            files={"file": ("case_0001.nii.gz", f, "application/octet-stream")},
+            data={"params": "{}"},
+            timeout=INFER_TIMEOUT_S,
+        )
+    _check_label_map(server, name, response, server["root"] / f"upload_{name}.nii.gz")
+
+
+@pytest.mark.monailabel
+def test_infer_datastore_image_by_id(server):
+    """3D Slicer's usual call: the image is one of the server's studies, named by id."""
+    import requests
+
+    name = "amos_ct_nnmamba_segmentation"
+
+    datastore = requests.get(f"{server['url']}/datastore/", params={"output": "all"}, timeout=30).json()
+    assert "case_0001" in datastore["objects"]
+    response = requests.post(
+        f"{server['url']}/infer/{name}",
+        params={"image": "case_0001", "output": "image"},
+        data={"params": "{}"},
+        timeout=INFER_TIMEOUT_S,
+    )
+    _check_label_map(server, name, response, server["root"] / "datastore_result.nii.gz")
+
+
+@pytest.mark.monailabel
+def test_unknown_model_is_refused(server):
+    import requests
+
+    with open(server["study"], "rb") as f:
+        response = requests.post(
+            f"{server['url']}/infer/no_such_model",
+            params={"output": "image"},
+            files={"file": ("case_0001.nii.gz", f, "application/octet-stream")},
+            timeout=60,
+        )
+    # MONAI Label answers an unknown model with a bare 500; the server keeps serving
+    assert response.status_code == 500
+    assert requests.get(f"{server['url']}/info/", timeout=30).status_code == 200
