@@ -119,7 +119,25 @@ class _FullPrecisionVolumeLayer(nn.Module):
         return out.to(x.dtype)
 
 
-class VoxelMambaLayer(_FullPrecisionVolumeLayer):
+class _NormedSequenceLayer(_FullPrecisionVolumeLayer):
+    """LayerNorm over the voxel sequence, then a sequence mixer the subclass builds (state dict: ``norm`` first)."""
+
+    d_state_cap: int
+
+    def __init__(self, channels: int, d_state: int | None) -> None:
+        super().__init__()
+        self.channels = channels
+        self.d_state = default_d_state(channels, self.d_state_cap) if d_state is None else d_state
+        self.norm = nn.LayerNorm(channels)
+
+    def _sequence_mixer(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _mix(self, x: torch.Tensor) -> torch.Tensor:
+        return to_volume(self._sequence_mixer()(self.norm(to_sequence(x))), x.shape[2:])
+
+
+class VoxelMambaLayer(_NormedSequenceLayer):
     """Unidirectional voxel Mamba (SegMamba): LayerNorm, one :class:`MambaTransBlock` pass in forward order.
 
     Tokens are the voxels in row-major (H, W, D) order, D fastest.
@@ -138,17 +156,14 @@ class VoxelMambaLayer(_FullPrecisionVolumeLayer):
     def __init__(
         self, channels: int, d_state: int | None = None, d_conv: int = 4, expand: int = 2, backend: str = "auto"
     ) -> None:
-        super().__init__()
-        self.channels = channels
-        self.d_state = default_d_state(channels, self.d_state_cap) if d_state is None else d_state
-        self.norm = nn.LayerNorm(channels)
+        super().__init__(channels, d_state)
         self.block = MambaTransBlock(channels, self.d_state, d_conv, expand, backend)
 
-    def _mix(self, x: torch.Tensor) -> torch.Tensor:
-        return to_volume(self.block(self.norm(to_sequence(x))), x.shape[2:])
+    def _sequence_mixer(self) -> nn.Module:
+        return self.block
 
 
-class BiVoxelMambaLayer(_FullPrecisionVolumeLayer):
+class BiVoxelMambaLayer(_NormedSequenceLayer):
     """Bidirectional voxel Mamba (BiSegMamba, SegMambaSkip): LayerNorm, then :class:`BiMambaTransBlock`.
 
     Tokens are the voxels in row-major (H, W, D) order, D fastest; the backward block reads them from the
@@ -168,14 +183,11 @@ class BiVoxelMambaLayer(_FullPrecisionVolumeLayer):
     def __init__(
         self, channels: int, d_state: int | None = None, d_conv: int = 4, expand: int = 2, backend: str = "auto"
     ) -> None:
-        super().__init__()
-        self.channels = channels
-        self.d_state = default_d_state(channels, self.d_state_cap) if d_state is None else d_state
-        self.norm = nn.LayerNorm(channels)
+        super().__init__(channels, d_state)
         self.mixer = BiMambaTransBlock(channels, self.d_state, d_conv, expand, backend)
 
-    def _mix(self, x: torch.Tensor) -> torch.Tensor:
-        return to_volume(self.mixer(self.norm(to_sequence(x))), x.shape[2:])
+    def _sequence_mixer(self) -> nn.Module:
+        return self.mixer
 
 
 def _check_axis_orders(axis_orders: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
