@@ -278,12 +278,14 @@ def export_and_compare_torchscript(
     use_trace: bool = True,
     atol: float = 1e-4,
     cli: bool = False,
+    other_shapes: Sequence[Sequence[int]] = (),
     **overrides: Any,
 ) -> float:
     """Export ``ckpt_file`` with MONAI's ``ckpt_export network_def`` and compare with the eager network.
 
     The TorchScript file must load, carry the bundle's metadata and config, and give the eager network's
-    output (same checkpoint, same random input of ``input_shape``) within ``atol``. Runs
+    output (same checkpoint, same random input of ``input_shape``, and of each of ``other_shapes``: a traced
+    file must not be tied to the shape it was traced with) within ``atol``. Runs
     ``monai.bundle.ckpt_export`` in this process, or ``python -m monai.bundle ckpt_export`` with ``cli=True``.
     Returns the largest absolute difference.
     """
@@ -312,12 +314,15 @@ def export_and_compare_torchscript(
     assert '"network_def"' in embedded[config_name], "exported file lacks the bundle config"
     eager = build_network(bundle_dir, config_file, **overrides)
     eager.load_state_dict(torch.load(str(ckpt_file), map_location="cpu", weights_only=True))
-    sample = torch.rand(*input_shape, generator=torch.Generator().manual_seed(7))
-    with torch.no_grad():
-        expected, actual = eager(sample), scripted(sample)
-    assert actual.shape == expected.shape, f"TorchScript output {tuple(actual.shape)} != {tuple(expected.shape)}"
-    max_difference = (actual - expected).abs().max().item()
-    assert max_difference <= atol, f"TorchScript output differs from the eager network by {max_difference}"
+    max_difference = 0.0
+    for shape in (input_shape, *other_shapes):
+        sample = torch.rand(*shape, generator=torch.Generator().manual_seed(7))
+        with torch.no_grad():
+            expected, actual = eager(sample), scripted(sample)
+        assert actual.shape == expected.shape, f"TorchScript output {tuple(actual.shape)} != {tuple(expected.shape)}"
+        difference = (actual - expected).abs().max().item()
+        assert difference <= atol, f"TorchScript output differs from the eager network by {difference} at {shape}"
+        max_difference = max(max_difference, difference)
     return max_difference
 
 

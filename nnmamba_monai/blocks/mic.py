@@ -108,10 +108,9 @@ class MICCSSLayer(nn.Module):
 
     def _siamese_scan(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, L, C) -> (B, L, C): mean over the four flips of the shared Mamba's output."""
-        batch = seq.shape[0]
         flips = ((), (1,), (2,), (1, 2))
         stacked = torch.cat([seq.flip(dims) if dims else seq for dims in flips], dim=0)
-        outs = self.mamba(stacked).split(batch, dim=0)
+        outs = self.mamba(stacked).chunk(len(flips), dim=0)
         restored = [out.flip(dims) if dims else out for out, dims in zip(outs, flips)]
         return torch.stack(restored, dim=0).mean(dim=0)
 

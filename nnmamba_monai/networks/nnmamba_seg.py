@@ -111,6 +111,9 @@ class nnMambaSeg(nn.Module):  # noqa: N801 - the published name
                 f"got shape {tuple(x.shape)}"
             )
         spatial = tuple(x.shape[2:])
+        if torch.jit.is_tracing() and not self.pad_input:
+            # a traced (exported) network records tensor ops only: the size check ran on the eager network
+            return x, spatial
         if all(s % DIVISOR == 0 for s in spatial):
             return x, spatial
         if not self.pad_input:

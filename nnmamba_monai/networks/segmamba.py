@@ -115,6 +115,8 @@ class _VoxelMambaUNet(nn.Module):
         return self.layer_cls(channels, d_state=d_state, backend=backend)
 
     def _check_input(self, x: torch.Tensor) -> None:
+        if torch.jit.is_tracing():  # a trace records tensor ops only: the check ran on the eager network
+            return
         name = type(self).__name__
         if x.dim() != self.spatial_dims + 2:
             raise ValueError(

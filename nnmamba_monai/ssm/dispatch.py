@@ -129,6 +129,7 @@ def selective_scan(
     Returns:
         (B, D_inner, L) in u's dtype; with ``return_last_state`` a tuple (out, last_state).
     """
-    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    if not torch.jit.is_tracing():  # a trace records tensor ops only; the eager call checked the shapes
+        _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     name = resolve_backend(backend, u.device)
     return _backend_fn(name)(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

@@ -23,8 +23,6 @@ the backward pass recomputes each block from its saved entry state instead of st
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -39,17 +37,19 @@ def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
-def _chunk_len_for_block(delta: torch.Tensor, a_absmax: torch.Tensor, chunk_len: int) -> int:
+def _chunk_len_for_block(
+    delta: torch.Tensor, a_absmax: torch.Tensor, chunk_len: int, max_log_range: float = _MAX_LOG_RANGE
+) -> int:
     """Largest power-of-two chunk length (<= chunk_len) whose in-chunk decay range stays safe.
 
     delta: (B, D, Lb) with Lb a multiple of chunk_len; a_absmax: (D,) = max_n |A[d, n]|.
     """
-    batch, channels, length = delta.shape
+    batch, channels, length = delta.shape[0], delta.shape[1], delta.shape[2]
     while chunk_len > 1:
         within = delta.reshape(batch, channels, length // chunk_len, chunk_len)[..., 1:].sum(-1)
-        if float((within * a_absmax[:, None]).max()) <= _MAX_LOG_RANGE:
+        if float((within * a_absmax[:, None]).max()) <= max_log_range:
             break
-        chunk_len //= 2
+        chunk_len = chunk_len // 2
     return chunk_len
 
 
@@ -74,8 +74,8 @@ def _scan_block(
     Returns:
         y: (B, D, G, T) without the D skip; h_out: (B, D, N) state leaving the block.
     """
-    batch, channels, num_chunks, chunk_len = u.shape
-    big = (batch, channels, num_chunks, A.shape[1], chunk_len)  # (B, D, G, N, T)
+    batch, channels, num_chunks, chunk_len = u.shape[0], u.shape[1], u.shape[2], u.shape[3]
+    big = [batch, channels, num_chunks, A.shape[1], chunk_len]  # (B, D, G, N, T)
     running = delta.cumsum(-1)
     # A * (Delta_t - Delta_0): log-decay since the chunk's first token.
     rel_running = (running - running[..., :1]).unsqueeze(3)
@@ -110,22 +110,25 @@ def _scan_block(
     return weighted.sum(3), h_out
 
 
-def _buffer(workspace: dict[str, torch.Tensor], name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+def _buffer(workspace: dict[str, torch.Tensor], name: str, shape: list[int], like: torch.Tensor) -> torch.Tensor:
     """A scratch tensor of ``shape`` kept in ``workspace`` between blocks of the same shape."""
     buf = workspace.get(name)
-    if buf is None or buf.shape != shape:
-        buf = workspace[name] = like.new_empty(shape)
+    if buf is None or list(buf.shape) != shape:
+        buf = like.new_empty(shape)
+        workspace[name] = buf
     return buf
 
 
-def _block_bounds(batch: int, channels: int, length: int, d_state: int, chunk_len: int) -> list[tuple[int, int]]:
+def _block_bounds(
+    batch: int, channels: int, length: int, d_state: int, chunk_len: int, block_elements: int = _BLOCK_ELEMENTS
+) -> list[tuple[int, int]]:
     per_token = max(batch * channels * d_state, 1)
-    block_len = max(chunk_len, (_BLOCK_ELEMENTS // per_token) // chunk_len * chunk_len)
+    block_len = max(chunk_len, (block_elements // per_token) // chunk_len * chunk_len)
     return [(start, min(start + block_len, length)) for start in range(0, length, block_len)]
 
 
 def _pad_length(length: int, chunk_len: int) -> int:
-    return int(math.ceil(length / chunk_len) * chunk_len)
+    return (length + chunk_len - 1) // chunk_len * chunk_len
 
 
 def _to_chunks(t: torch.Tensor, chunk_len: int) -> torch.Tensor:
@@ -138,35 +141,61 @@ def _state_major(t: torch.Tensor, chunk_len: int) -> torch.Tensor:
     return _to_chunks(t, chunk_len).transpose(1, 2).contiguous()
 
 
+def _scan_forward(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    use_workspace: bool,
+    max_chunk_len: int = _CHUNK_LEN,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[tuple[int, int]], list[int]]:
+    """The chunked forward over the whole sequence (also compiled by TorchScript for export, see :func:`scan_core`).
+
+    Args:
+        u, delta: (B, D, L); A: (D, N); B, C: (B, N, L), all in the compute dtype.
+        use_workspace: reuse scratch buffers between blocks (only without autograd).
+    Returns:
+        y (B, D, L); the last state (B, D, N); the state entering each block; the blocks' [start, stop)
+        bounds on the padded token axis; the chunk length used in each block.
+    """
+    batch, channels, length = u.shape[0], u.shape[1], u.shape[2]
+    d_state = A.shape[1]
+    padded = _pad_length(length, max_chunk_len)
+    if padded != length:  # delta = 0 and u = 0 leave the state untouched
+        pad = [0, padded - length]
+        u, delta, B, C = F.pad(u, pad), F.pad(delta, pad), F.pad(B, pad), F.pad(C, pad)
+    a_absmax = A.abs().amax(dim=1)
+    bounds = _block_bounds(batch, channels, padded, d_state, max_chunk_len)
+    y = u.new_empty([batch, channels, padded])
+    h = u.new_zeros([batch, channels, d_state])
+    entries: list[torch.Tensor] = []
+    chunk_lens: list[int] = []
+    workspace: dict[str, torch.Tensor] = {}
+    for bound in bounds:
+        start, stop = bound[0], bound[1]
+        chunk_len = _chunk_len_for_block(delta[:, :, start:stop], a_absmax, max_chunk_len)
+        entries.append(h)
+        chunk_lens.append(chunk_len)
+        u_g, delta_g, B_g, C_g = _block_inputs(u, delta, B, C, start, stop, chunk_len)
+        y_blk, h = _scan_block(u_g, delta_g, B_g, C_g, A, h, workspace if use_workspace else None)
+        y[:, :, start:stop] = y_blk.reshape(batch, channels, stop - start)
+    return y[:, :, :length], h, entries, bounds, chunk_lens
+
+
 class _ChunkedScan(torch.autograd.Function):
     """y, h_last = scan(u, delta, A, B, C) over (B, D, L) with recompute-in-backward."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C):  # noqa: D102 - documented on the class
-        batch, channels, length = u.shape
-        d_state = A.shape[1]
-        padded = _pad_length(length, _CHUNK_LEN)
+        y, h, entries, bounds, chunk_lens = _scan_forward(u, delta, A, B, C, use_workspace=True)
+        length = u.shape[-1]
+        padded = bounds[-1][1]
         if padded != length:  # delta = 0 and u = 0 leave the state untouched
-            pad = padded - length
-            u, delta = F.pad(u, (0, pad)), F.pad(delta, (0, pad))
-            B, C = F.pad(B, (0, pad)), F.pad(C, (0, pad))
-        a_absmax = A.abs().amax(dim=1)
-        bounds = _block_bounds(batch, channels, padded, d_state, _CHUNK_LEN)
-        y = u.new_empty((batch, channels, padded))
-        h = u.new_zeros((batch, channels, d_state))
-        entries, chunk_lens = [], []
-        workspace: dict[str, torch.Tensor] = {}
-        for start, stop in bounds:
-            chunk_len = _chunk_len_for_block(delta[..., start:stop], a_absmax, _CHUNK_LEN)
-            entries.append(h)
-            chunk_lens.append(chunk_len)
-            y_blk, h = _scan_block(
-                *_block_inputs(u, delta, B, C, start, stop, chunk_len), A=A, h_in=h, workspace=workspace
-            )
-            y[..., start:stop] = y_blk.reshape(batch, channels, stop - start)
+            u, delta, B, C = (F.pad(t, (0, padded - length)) for t in (u, delta, B, C))
         ctx.save_for_backward(u, delta, A, B, C, *entries)
         ctx.bounds, ctx.chunk_lens, ctx.length = bounds, chunk_lens, length
-        return y[..., :length], h
+        return y, h
 
     @staticmethod
     def backward(ctx, grad_y, grad_h):  # noqa: D102
@@ -199,13 +228,15 @@ class _ChunkedScan(torch.autograd.Function):
         return g_u, g_delta, grad_A, g_B, g_C
 
 
-def _block_inputs(u, delta, B, C, start: int, stop: int, chunk_len: int):
+def _block_inputs(
+    u: torch.Tensor, delta: torch.Tensor, B: torch.Tensor, C: torch.Tensor, start: int, stop: int, chunk_len: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Slice [start, stop) of the token axis and lay it out for _scan_block (u, delta, B_g, C_g)."""
     return (
-        _to_chunks(u[..., start:stop], chunk_len),
-        _to_chunks(delta[..., start:stop], chunk_len),
-        _state_major(B[..., start:stop], chunk_len),
-        _state_major(C[..., start:stop], chunk_len),
+        _to_chunks(u[:, :, start:stop], chunk_len),
+        _to_chunks(delta[:, :, start:stop], chunk_len),
+        _state_major(B[:, :, start:stop], chunk_len),
+        _state_major(C[:, :, start:stop], chunk_len),
     )
 
 
@@ -215,8 +246,31 @@ def scan_core(
     """The bare recurrence: y (B, D, L) and the last state (B, D, N), same dtype as the inputs.
 
     ``delta`` is used as given (no bias, no softplus); there is no D skip and no gating.
+    Under ``torch.jit.trace`` (e.g. ``monai.bundle ckpt_export``) the scan is recorded as a call to the
+    TorchScript-compiled forward, which keeps its loops and its data-dependent chunk length, so the exported
+    network is exact for any sequence length, not only the traced one.
     """
+    if torch.jit.is_tracing():
+        return _scripted_scan()(u, delta, A, B, C)
     return _ChunkedScan.apply(u, delta, A, B, C)
+
+
+def _scan_outputs(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """y (B, D, L) and the last state (B, D, N) of :func:`_scan_forward`: the tensors a trace can record."""
+    y, h, _, _, _ = _scan_forward(u, delta, A, B, C, False)
+    return y, h
+
+
+_SCRIPTED_SCAN: list[torch.jit.ScriptFunction] = []
+
+
+def _scripted_scan() -> torch.jit.ScriptFunction:
+    """:func:`_scan_outputs` compiled by TorchScript once, on first use (export only)."""
+    if not _SCRIPTED_SCAN:
+        _SCRIPTED_SCAN.append(torch.jit.script(_scan_outputs))
+    return _SCRIPTED_SCAN[0]
 
 
 def selective_scan_torch(

@@ -19,6 +19,7 @@ from nnmamba_monai.networks import nnMambaCls
 from tests.bundle_support import (
     check_workflow_properties,
     copy_bundle,
+    export_and_compare_torchscript,
     read_csv_rows,
     run_bundle,
     torchrun_bundle,
@@ -188,28 +189,18 @@ def test_smci_pmci_transfer_starts_from_the_nc_ad_weights(trained):
         assert torch.equal(loaded[key], value), key
 
 
-def test_torchscript_export_is_refused_loudly_until_the_scan_is_traceable(trained, tmp_path):
-    """``ckpt_export`` cannot serialise the SSM yet: it must fail with the known error, not write a wrong model.
-
-    The pure-PyTorch selective scan is a custom ``autograd.Function``; ``torch.jit.trace`` records it as a Python
-    call that TorchScript cannot save (with or without gradients). nnMambaCls always has its SSM stem, so there is
-    no SSM-free variant to export. When the scan gains a traceable path (a core change, see the bundle README),
-    replace this test by ``export_and_compare_torchscript`` on models/model.pt.
-    """
-    from monai.bundle import ckpt_export
-
-    with pytest.raises(RuntimeError, match="Could not export Python function call '_ChunkedScan'"):
-        ckpt_export(
-            "network_def",
-            filepath=str(tmp_path / "model.ts"),
-            ckpt_file=str(trained.bundle / "models" / "model.pt"),
-            meta_file=str(trained.bundle / "configs" / "metadata.json"),
-            config_file=str(trained.bundle / "configs" / "inference.json"),
-            use_trace=True,
-            input_shape=[1, 1, 16, 16, 16],
-            bundle_root=str(trained.bundle),
-            **{"network_def#channels": 8},
-        )
+def test_torchscript_export_of_the_trained_network_matches_eager(trained, tmp_path):
+    # ckpt_export traces the network; the SSM scan is recorded as a TorchScript function with its loops, so the
+    # exported file is exact at the traced shape and at another one
+    difference = export_and_compare_torchscript(
+        trained.bundle,
+        trained.bundle / "models" / "model.pt",
+        tmp_path / "model.ts",
+        (1, 1, 16, 16, 16),
+        other_shapes=[(2, 1, 32, 32, 32)],
+        **{"network_def#channels": 8},
+    )
+    assert difference <= 1e-4
 
 
 def test_multi_process_training_config(trained):

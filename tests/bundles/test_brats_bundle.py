@@ -135,40 +135,18 @@ def test_network_input_output_match_the_metadata(trained):
     verify_net_in_out(trained.bundle, n=2, **{"network_def#channels": 8})
 
 
-def test_torchscript_export_of_the_bundle_network_without_ssm_layers(trained, tmp_path):
-    # blocks=1 builds the same U-Net without SSM layers: this checks the bundle's export path (checkpoint
-    # loading, tracing, embedded metadata/config, equality with the eager network) end to end.
-    plain = {"network_def#channels": 8, "network_def#blocks": 1}
-    ckpt = tmp_path / "model_blocks1.pt"
-    torch.save(nnMambaSeg(3, 4, 3, channels=8, blocks=1, out_relu=False).state_dict(), ckpt)
+def test_torchscript_export_of_the_trained_network_matches_eager(trained, tmp_path):
+    # ckpt_export traces the network; the SSM scan is recorded as a TorchScript function with its loops, so the
+    # exported file is exact at the traced shape and at another one
     difference = export_and_compare_torchscript(
-        trained.bundle, ckpt, tmp_path / "model.ts", (1, 4, 32, 32, 32), **plain
+        trained.bundle,
+        trained.bundle / "models" / "model.pt",
+        tmp_path / "model.ts",
+        (1, 4, 32, 32, 32),
+        other_shapes=[(1, 4, 48, 32, 64)],
+        **{"network_def#channels": 8},
     )
     assert difference <= 1e-4
-
-
-def test_torchscript_export_with_ssm_layers_is_refused_not_broken(trained, tmp_path):
-    # Known limitation (core): the torch scan runs through a torch.autograd.Function, which tracing records
-    # as a Python call that TorchScript cannot save. The export must fail loudly (torch leaves a truncated
-    # file behind, which the README tells users to delete). When the scan gains a traceable path, replace
-    # this test by export_and_compare_torchscript on model.pt. A small network keeps the trace cheap.
-    from monai.bundle import ckpt_export
-
-    small = {"network_def#channels": 4, "network_def#blocks": 2}
-    ckpt = tmp_path / "model_with_ssm.pt"
-    torch.save(nnMambaSeg(3, 4, 3, channels=4, blocks=2, out_relu=False).state_dict(), ckpt)
-    with pytest.raises(RuntimeError, match="Could not export Python function call '_ChunkedScan'"):
-        ckpt_export(
-            "network_def",
-            filepath=str(tmp_path / "model.ts"),
-            ckpt_file=str(ckpt),
-            meta_file=str(trained.bundle / "configs" / "metadata.json"),
-            config_file=str(trained.bundle / "configs" / "inference.json"),
-            use_trace=True,
-            input_shape=[1, 4, 16, 16, 16],
-            bundle_root=str(trained.bundle),
-            **small,
-        )
 
 
 @pytest.mark.parametrize(

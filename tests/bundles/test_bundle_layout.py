@@ -65,7 +65,7 @@ def test_model_zoo_ids_and_paper_defaults(bundle):
     assert {"trainer", "dataset", "inferer", "handlers"} <= set(train["train"])
     assert "evaluator" in train["validate"] and "val_interval" in train
     assert {"dataset", "evaluator", "inferer", "preprocessing", "postprocessing"} <= set(inference)
-    assert train["network"].endswith("(@network_def).to(@device)")
+    assert train["network"] == inference["network"] == "$@network_def.to(@device)"
     assert train["network_def"]["_target_"] == "nnmamba_monai.networks.nnMambaSeg"
     assert train["network_def"]["out_relu"] is False, "sigmoid/softmax need signed logits"
     assert train["network_def"] == inference["network_def"]

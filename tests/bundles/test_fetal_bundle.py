@@ -187,35 +187,15 @@ def test_inference_writes_world_coordinates_that_hit_the_landmark(trained, tmp_p
         assert voxel_error(coords - truth[case][0], OBLIQUE_AFFINE).max() < 0.3
 
 
-def test_torchscript_export_of_the_bundle_network_without_ssm_layers(trained, tmp_path):
-    # blocks=1 builds the same U-Net without SSM layers: this checks the bundle's export path (config, metadata,
-    # tracing, loading, numerical agreement) on a checkpoint of that network
-    state = nnMambaSeg(in_channels=1, out_channels=6, channels=8, blocks=1, out_relu=False).state_dict()
-    torch.save(state, tmp_path / "no_ssm.pt")
+def test_torchscript_export_of_the_trained_network_matches_eager(trained, tmp_path):
+    # ckpt_export traces the network; the SSM scan is recorded as a TorchScript function with its loops, so the
+    # exported file is exact at the traced shape and at another one
     difference = export_and_compare_torchscript(
         trained.bundle,
-        tmp_path / "no_ssm.pt",
-        tmp_path / "no_ssm.ts",
-        input_shape=[1, 1, 32, 32, 32],
-        **{"network_def#channels": 8, "network_def#blocks": 1},
+        trained.bundle / "models" / "model.pt",
+        tmp_path / "model.ts",
+        (1, 1, 32, 32, 32),
+        other_shapes=[(1, 1, 48, 32, 32)],
+        **{"network_def#channels": 8},
     )
     assert difference <= 1e-4
-
-
-def test_torchscript_export_with_ssm_layers_is_refused_loudly(trained, tmp_path):
-    # The selective scan is a custom autograd.Function that TorchScript cannot save; the export must fail with the
-    # known error until the scan gains a traceable path (core change, see the README); then compare instead.
-    from monai.bundle import ckpt_export
-
-    with pytest.raises(RuntimeError, match="Could not export Python function call '_ChunkedScan'"):
-        ckpt_export(
-            "network_def",
-            filepath=str(tmp_path / "model.ts"),
-            ckpt_file=str(trained.bundle / "models" / "model.pt"),
-            meta_file=str(trained.bundle / "configs" / "metadata.json"),
-            config_file=str(trained.bundle / "configs" / "inference.json"),
-            use_trace=True,
-            input_shape=[1, 1, 32, 32, 32],
-            bundle_root=str(trained.bundle),
-            **{"network_def#channels": 8},
-        )
