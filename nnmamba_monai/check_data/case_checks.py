@@ -140,8 +140,8 @@ class _CaseChecker:
                 self.add(
                     paths[0],
                     Check.CHANNELS,
-                    f"{len(paths)} image file(s) give {channels} channel(s); the bundle's metadata expects "
-                    f"{self.spec.num_channels}",
+                    f"{len(paths)} image file(s) ({', '.join(p.name for p in paths)}) give {channels} channel(s); "
+                    f"the bundle's metadata expects {self.spec.num_channels}",
                 )
         if not readable:
             return None
