@@ -181,3 +181,15 @@ def test_saver_keeps_the_last_good_checkpoint_when_weights_turn_non_finite(tmp_p
     with pytest.raises(NonFiniteError, match=r"'network' has NaN/Inf in \['weight'\].*keeps the last good state"):
         saver(engine)
     assert (tmp_path / "last.pt").read_bytes() == good
+
+
+class _NotATensor:
+    """A pickled class: ``weights_only=True`` refuses to rebuild it (no code from a checkpoint runs)."""
+
+
+def test_resumer_loads_weights_only(tmp_path):
+    network = torch.nn.Linear(3, 2)
+    torch.save({"network": network.state_dict(), "payload": _NotATensor()}, tmp_path / "last.pt")
+    resumer = CheckpointResumer(str(tmp_path / "last.pt"), {"network": network})
+    with pytest.raises(Exception, match="Weights only load failed"):
+        resumer(_engine_stub())
