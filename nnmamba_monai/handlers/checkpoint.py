@@ -1,13 +1,16 @@
 """Resumable training: an atomically written rolling "last" checkpoint and the handler that restores it.
 
-MONAI's ``CheckpointSaver`` writes in place (``atomic=False``), so a run killed during a save can leave a
-truncated file that no longer loads. :class:`AtomicCheckpointSaver` writes to a temporary file in the same
-folder, flushes it to disk and renames it over the previous checkpoint (``os.replace`` is atomic on POSIX
-and Windows): at any instant ``last.pt`` is either the previous complete checkpoint or the new one.
+Why not ignite's ``Checkpoint``/``DiskSaver`` (or MONAI's ``CheckpointSaver``, built on them) for the rolling file:
+MONAI's saver writes in place (``atomic=False``), and ignite's ``Checkpoint`` removes the previous file *before*
+writing the next one once ``n_saved`` files exist, so a run killed in between has no checkpoint at all.
+:class:`AtomicCheckpointSaver` keeps one fixed name (``last.pt``): it writes a temporary file in the same folder,
+fsyncs it and renames it over the previous checkpoint (``os.replace`` is atomic on POSIX and Windows), so at any
+instant ``last.pt`` is the previous complete checkpoint or the new one. It also refuses to write a network with
+NaN/Inf weights, so the file on disk stays the last good state.
 
-:class:`CheckpointResumer` restores every object (network, optimizer, scheduler, scaler, trainer state,
-RNG states) at ``Events.STARTED``; ignite then continues from the saved epoch and iteration. Files are read
-with ``weights_only=True``.
+Restoring uses MONAI's ``CheckpointLoader`` (``weights_only=True``, ignite's ``Checkpoint.load_objects``, which
+also unwraps DistributedDataParallel); :class:`CheckpointResumer` only adds "no file yet: start from scratch" and
+skips objects that are None in this run (e.g. the GradScaler without AMP).
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from monai.handlers import CheckpointLoader
 
-__all__ = ["AtomicCheckpointSaver", "CheckpointResumer", "RNGState", "atomic_torch_save"]
+from nnmamba_monai.handlers.nonfinite import NonFiniteError
+
+__all__ = ["AtomicCheckpointSaver", "CheckpointResumer", "RNGState", "TrainerScalerState", "atomic_torch_save"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
             torch.save(obj, stream)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; a checkpoint is shared like any output
         os.replace(tmp_name, path)
     except BaseException:
         if os.path.exists(tmp_name):
@@ -81,16 +88,32 @@ class RNGState:
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _unwrap(obj: Any) -> Any:
+    """The module inside DataParallel/DistributedDataParallel (checkpoints then load with or without DDP)."""
+    parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    return obj.module if isinstance(obj, parallel) else obj
+
+
+def _non_finite_parameters(module: torch.nn.Module) -> list[str]:
+    return [
+        name for name, value in module.state_dict().items() if value.is_floating_point() and not value.isfinite().all()
+    ]
+
+
 class AtomicCheckpointSaver:
-    """Write ``save_dict``'s state_dicts to ``<save_dir>/<filename>`` atomically after every epoch.
+    """Write ``save_dict``'s state_dicts to ``<save_dir>/<filename>`` atomically every N epochs and/or iterations.
 
     Args:
         save_dir: folder of the checkpoint.
         save_dict: name -> object with ``state_dict()`` (network, optimizer, lr_scheduler, scaler, trainer,
-            RNGState, ...). The trainer entry carries epoch and iteration.
+            RNGState, ...); None values are skipped. The trainer entry carries epoch and iteration.
+            DataParallel/DDP networks are saved unwrapped.
         filename: the rolling checkpoint's file name.
-        save_interval: save every this many epochs (``epoch_level``) or iterations.
-        epoch_level: count epochs (True) or iterations (False).
+        epoch_interval: save every this many epochs (0: never at epoch ends).
+        iteration_interval: also save every this many iterations (0: never mid-epoch).
+
+    Raises (at save time):
+        NonFiniteError: a network in ``save_dict`` has NaN/Inf weights; the previous file is kept.
     """
 
     def __init__(
@@ -98,38 +121,49 @@ class AtomicCheckpointSaver:
         save_dir: str,
         save_dict: Mapping[str, Any],
         filename: str = "last.pt",
-        save_interval: int = 1,
-        epoch_level: bool = True,
+        epoch_interval: int = 1,
+        iteration_interval: int = 0,
     ) -> None:
-        if save_interval < 1:
-            raise ValueError(f"save_interval must be >= 1; got {save_interval}")
+        if epoch_interval < 0 or iteration_interval < 0 or not (epoch_interval or iteration_interval):
+            raise ValueError(
+                f"need epoch_interval or iteration_interval >= 1; got {epoch_interval}, {iteration_interval}"
+            )
         self.path = Path(save_dir) / filename
         self.save_dict = dict(save_dict)
-        self.save_interval = save_interval
-        self.epoch_level = epoch_level
+        self.epoch_interval = epoch_interval
+        self.iteration_interval = iteration_interval
 
     def attach(self, engine: Engine) -> None:
-        # temporary files of a save that was killed mid-way are useless: remove them
+        """Save on the configured events; remove temporary files a killed save left behind."""
         for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             stale.unlink(missing_ok=True)
-        event = Events.EPOCH_COMPLETED if self.epoch_level else Events.ITERATION_COMPLETED
-        engine.add_event_handler(event(every=self.save_interval), self)
+        if self.epoch_interval:
+            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.epoch_interval), self)
+        if self.iteration_interval:
+            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.iteration_interval), self)
 
     def __call__(self, engine: Engine) -> None:
-        state = {name: obj.state_dict() for name, obj in self.save_dict.items() if obj is not None}
-        atomic_torch_save(state, self.path)
+        objects = {name: _unwrap(obj) for name, obj in self.save_dict.items() if obj is not None}
+        for name, obj in objects.items():
+            bad = _non_finite_parameters(obj) if isinstance(obj, torch.nn.Module) else []
+            if bad:
+                raise NonFiniteError(
+                    f"'{name}' has NaN/Inf in {bad[:5]} at epoch {engine.state.epoch}, iteration "
+                    f"{engine.state.iteration}: not overwriting {self.path}, which keeps the last good state"
+                )
+        atomic_torch_save({name: obj.state_dict() for name, obj in objects.items()}, self.path)
         logger.info(f"saved checkpoint {self.path} (epoch {engine.state.epoch}, iteration {engine.state.iteration})")
 
 
-class CheckpointResumer:
-    """Restore a checkpoint written by :class:`AtomicCheckpointSaver` when training starts.
+class CheckpointResumer(CheckpointLoader):
+    """MONAI's ``CheckpointLoader`` (at ``Events.STARTED``, ``weights_only=True``) for the rolling checkpoint.
 
     Args:
         load_path: the checkpoint file; when it does not exist and ``missing_ok`` is True, training starts
             from scratch (logged), otherwise FileNotFoundError.
-        load_dict: name -> object with ``load_state_dict`` (same names as at saving).
+        load_dict: name -> object with ``load_state_dict`` (same names as at saving); None values are skipped.
         missing_ok: see ``load_path``.
-        map_location: passed to ``torch.load``.
+        map_location: passed to ``torch.load`` (e.g. the rank's device in multi-GPU runs).
     """
 
     def __init__(
@@ -137,33 +171,38 @@ class CheckpointResumer:
         load_path: str,
         load_dict: Mapping[str, Any],
         missing_ok: bool = True,
-        map_location: str | torch.device = "cpu",
+        map_location: str | torch.device | dict | None = "cpu",
     ) -> None:
-        self.load_path = Path(load_path)
-        self.load_dict = dict(load_dict)
+        objects = {name: obj for name, obj in load_dict.items() if obj is not None}
+        super().__init__(load_path=str(load_path), load_dict=objects, name=__name__, map_location=map_location)
         self.missing_ok = missing_ok
-        self.map_location = map_location
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Engine) -> None:
-        if not self.load_path.is_file():
+        path = Path(self.load_path)
+        if not path.is_file():
             if self.missing_ok:
-                logger.info(f"no checkpoint at {self.load_path}: training starts from scratch")
+                self.logger.info(f"no checkpoint at {path}: training starts from scratch")
                 return
-            raise FileNotFoundError(f"resume requested but no checkpoint at {self.load_path}")
-        state = torch.load(self.load_path, map_location=self.map_location, weights_only=True)
-        missing = [name for name in self.load_dict if name not in state]
-        if missing:
-            raise KeyError(f"{self.load_path} lacks {missing}; it holds {sorted(state)}")
-        for name, obj in self.load_dict.items():
-            if obj is None:
-                continue
-            if isinstance(obj, Engine):
-                max_epochs = engine.state.max_epochs  # keep the configured length of the run
-                obj.load_state_dict(state[name])
-                obj.state.max_epochs = max(max_epochs, obj.state.epoch)
-            else:
-                obj.load_state_dict(state[name])
-        logger.info(f"resumed from {self.load_path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}")
+            raise FileNotFoundError(f"resume requested but no checkpoint at {path}")
+        super().__call__(engine)
+        self.logger.info(f"resumed from {path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}")
+
+
+class TrainerScalerState:
+    """The GradScaler of a MONAI trainer as a checkpoint object, looked up when saving or loading.
+
+    MONAI's ``Trainer.run`` creates ``trainer.scaler`` (AMP only), after a config has built the checkpoint's
+    objects, so the scaler itself cannot be listed there. Without AMP the state is empty and loading ignores it.
+    """
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        scaler = getattr(self.trainer, "scaler", None)
+        return scaler.state_dict() if scaler is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        scaler = getattr(self.trainer, "scaler", None)
+        if scaler is not None and state:
+            scaler.load_state_dict(dict(state))

@@ -1,0 +1,59 @@
+"""A NaN planted in a training case stops ``python -m monai.bundle run`` with a message naming the file.
+
+Twice: by the data check in the train config's ``initialize`` (before any training), and, with
+``check_data=False``, by the NonFiniteGuard handler on the first batch holding the case, which must leave the
+rolling checkpoint as it was.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from nnmamba_monai.datalist import __main__ as datalist_cli
+from tests.bundle_support import copy_bundle, run_bundle
+from tests.bundles.standin_data import make_brats_dataset
+
+BUNDLE = "brats_nnmamba_segmentation"
+TINY = {"num_workers": 0, "patch_size": [32, 32, 32], "network_def#channels": 4, "batch_size": 1, "val_interval": 100}
+
+
+@pytest.fixture(scope="module")
+def poisoned(tmp_path_factory):
+    """Stand-in BraTS data whose first training case has one NaN voxel in its t1n image."""
+    root = tmp_path_factory.mktemp("bad_data")
+    data = make_brats_dataset(root / "data", (1, 2, 3))
+    datalist = root / "datalist.json"
+    datalist_cli.main(["brats", "--dataset_dir", str(data), "--output", str(datalist), "--num_folds", "3"])
+    bad = data / json.loads(datalist.read_text())["training"][0]["image"][0]
+    image = nib.load(bad)
+    voxels = np.asarray(image.dataobj).copy()
+    voxels[16, 16, 16] = np.nan
+    nib.save(nib.Nifti1Image(voxels, image.affine), str(bad))
+    return {**TINY, "dataset_dir": str(data), "datalist_file": str(datalist)}, bad
+
+
+def test_data_check_refuses_to_train(tmp_path, poisoned):
+    overrides, bad = poisoned
+    result = run_bundle(
+        copy_bundle(BUNDLE, tmp_path), ["configs/train.json"], expect_success=False, max_epochs=1, **overrides
+    )
+    log = result.stdout + result.stderr
+    assert "DataCheckError: data check failed (1 error(s), 0 warning(s) in 3 case(s))" in log
+    assert f"{bad.parent.name}/{bad.name}" in log and "non_finite" in log and "1 NaN and 0 Inf" in log
+    assert "Epoch: 1/" not in log, "no training step ran"
+
+
+def test_non_finite_guard_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, poisoned):
+    overrides, bad = poisoned
+    bundle = copy_bundle(BUNDLE, tmp_path)
+    result = run_bundle(
+        bundle, ["configs/train.json"], expect_success=False, check_data=False, max_epochs=2, **overrides
+    )
+    log = result.stdout + result.stderr
+    assert "NonFiniteError" in log and "NaN/Inf values in batch key 'image'" in log, log[-3000:]
+    assert bad.name in log, "the message names the input file"
+    assert not (bundle / "models" / "last.pt").exists(), "stopped in epoch 1, before any checkpoint"
