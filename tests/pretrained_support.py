@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,15 +27,34 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextmanager
+def _no_proxy_for_loopback() -> Iterator[None]:
+    """Add 127.0.0.1 and localhost to ``no_proxy``/``NO_PROXY`` (inherited by subprocesses), then restore them:
+    urllib would otherwise send loopback requests to a proxy configured in the environment."""
+    saved = {name: os.environ.get(name) for name in ("no_proxy", "NO_PROXY")}
+    for name, value in saved.items():
+        os.environ[name] = ",".join(filter(None, [value, "127.0.0.1", "localhost"]))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
 def serve_directory(directory: str | Path) -> Iterator[str]:
     """Serve ``directory`` over HTTP on 127.0.0.1 (a free port) in a daemon thread; yields the base URL
-    ``http://127.0.0.1:<port>`` (no trailing slash). The server stops when the context exits."""
+    ``http://127.0.0.1:<port>`` (no trailing slash). While it runs, loopback requests bypass any proxy set in
+    the environment. The server stops when the context exits."""
     handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="loopback-http", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        with _no_proxy_for_loopback():
+            yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
