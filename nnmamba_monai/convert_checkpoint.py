@@ -29,11 +29,15 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
 from nnmamba_monai.checkpoint import extract_state_dict, infer_network_config, load_authors_checkpoint
+
+if TYPE_CHECKING:
+    from monai.bundle import ConfigParser
 
 __all__ = [
     "OVERRIDE_RELPATH",
@@ -84,7 +88,8 @@ class BundleNetwork:
         return self.target.rsplit(".", 1)[-1]
 
 
-def _parser(bundle: Path, config_files: list[Path]):
+def _parser(bundle: Path, config_files: list[Path]) -> ConfigParser:
+    """The bundle's configs (later files override earlier ones) and metadata, with ``bundle_root`` set."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
@@ -94,7 +99,7 @@ def _parser(bundle: Path, config_files: list[Path]):
     return parser
 
 
-def _spatial_size(value, n: int = 2) -> int:
+def _spatial_size(value: int | str, n: int = 2) -> int:
     """A metadata spatial size: an int, or an expression of ``n`` such as "16*n" (numbers and * only)."""
     if isinstance(value, int):
         return value
