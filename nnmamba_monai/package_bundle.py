@@ -4,9 +4,11 @@
         --weights runs/brats/model.pt --output dist/ --url https://example.org/brats_model.pt
 
 Writes ``<output>/<bundle name>_v<version>.zip`` whose single top-level folder is the bundle (the layout
-``monai.bundle download --url`` expects), with ``models/model.pt`` inside and ``large_files.yml`` listing
-that file with its SHA-256 (so ``monai.bundle download_large_files`` can fetch and verify it from ``--url``
-when the zip is shipped without weights, ``--exclude_weights``). Prints and writes ``<zip>.sha256``.
+``monai.bundle download --name <bundle name> --url`` expects), with ``models/model.pt`` inside and
+``large_files.yml`` listing that file with its SHA-256 (so ``monai.bundle download_large_files`` can fetch
+and verify it from ``--url`` when the zip is shipped without weights, ``--exclude_weights``; with the weights
+inside, the same command only checks their hash). Prints and writes ``<zip>.sha256`` (``sha256sum -c``
+format). The weights must be a plain state_dict readable with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import torch
 import yaml
 
-__all__ = ["file_sha256", "package_bundle"]
+__all__ = ["check_state_dict_file", "file_sha256", "package_bundle"]
 
 WEIGHTS_RELPATH = "models/model.pt"
-_SKIP_DIRS = {"__pycache__", ".pytest_cache", "eval", "logs", "runs", "mlruns"}
+# run outputs, caches and anything a previous packaging left behind are not part of a released bundle
+_SKIP_NAMES = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", "eval", "logs", "runs", "mlruns", "dist"}
+_SKIP_SUFFIXES = (".pyc", ".zip", ".partial", ".sha256")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -42,6 +47,29 @@ def _bundle_version(bundle: Path) -> str:
     if not meta.is_file():
         raise FileNotFoundError(f"{bundle} is not a MONAI bundle: {meta} is missing")
     return str(json.loads(meta.read_text()).get("version", "0.0.0"))
+
+
+def _skipped(_directory: str, names: list[str]) -> list[str]:
+    return [n for n in names if n in _SKIP_NAMES or n.endswith(_SKIP_SUFFIXES) or n.startswith("mlruns")]
+
+
+def check_state_dict_file(path: str | os.PathLike) -> int:
+    """Number of tensors in a state_dict file; raises ValueError unless it is a weights-only dict of tensors.
+
+    Users load ``models/model.pt`` with MONAI's ``CheckpointLoader``; a file that needs pickled code
+    (a whole module, a trainer object) would not load with ``weights_only=True`` there.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors come in many types
+        raise ValueError(f"{path}: not readable with torch.load(weights_only=True): {err}") from err
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        kind = type(state).__name__ if not isinstance(state, dict) else f"dict with keys {sorted(map(str, state))[:8]}"
+        raise ValueError(
+            f"{path}: expected a plain state_dict (parameter name -> tensor), got a {kind}; "
+            "save network.state_dict() (or convert an authors' checkpoint with nnmamba_monai.convert_checkpoint)"
+        )
+    return len(state)
 
 
 def _write_large_files(bundle: Path, url: str, sha256: str) -> None:
@@ -65,20 +93,24 @@ def package_bundle(
         bundle: the bundle folder (its name becomes the zip's top-level folder).
         weights: a state_dict file saved with torch.save (our training writes one).
         output_dir: where the zip and its .sha256 go.
-        url: where models/model.pt will be downloadable from (written to large_files.yml).
+        url: where models/model.pt will be downloadable from (written to large_files.yml). May be empty when the
+            zip carries the weights: ``download_large_files`` then only checks the hash of the file present.
         exclude_weights: leave models/model.pt out of the zip (fetch it with download_large_files).
     """
-    bundle, weights, output_dir = Path(bundle), Path(weights), Path(output_dir)
+    bundle, weights, output_dir = Path(bundle).resolve(), Path(weights), Path(output_dir)
     if not weights.is_file():
         raise FileNotFoundError(f"weights file not found: {weights}")
+    if exclude_weights and not url:
+        raise ValueError("exclude_weights needs a url: download_large_files would have nowhere to fetch model.pt from")
+    check_state_dict_file(weights)
     version = _bundle_version(bundle)
     output_dir.mkdir(parents=True, exist_ok=True)
     zip_path = output_dir / f"{bundle.name}_v{version}.zip"
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / bundle.name
-        shutil.copytree(bundle, staged, ignore=lambda _d, names: [n for n in names if n in _SKIP_DIRS])
+        shutil.copytree(bundle, staged, ignore=_skipped)
         (staged / "models").mkdir(exist_ok=True)
-        for old in (staged / "models").glob("*.pt"):
+        for old in (staged / "models").glob("*.pt"):  # training checkpoints, a previous model.pt
             old.unlink()
         shutil.copy(weights, staged / WEIGHTS_RELPATH)
         _write_large_files(staged, url, file_sha256(staged / WEIGHTS_RELPATH))
@@ -100,7 +132,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--url", default="", help="download URL of models/model.pt for large_files.yml")
     parser.add_argument("--exclude_weights", action="store_true", help="do not put model.pt in the zip")
     args = parser.parse_args(argv)
-    zip_path = package_bundle(args.bundle, args.weights, args.output, args.url, args.exclude_weights)
+    try:
+        zip_path = package_bundle(args.bundle, args.weights, args.output, args.url, args.exclude_weights)
+    except (FileNotFoundError, ValueError) as err:
+        parser.exit(2, f"package_bundle: error: {err}\n")
     print(f"wrote {zip_path}")
     print(zip_path.with_name(zip_path.name + ".sha256").read_text().strip())
 
