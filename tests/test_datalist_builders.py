@@ -13,8 +13,9 @@ from monai.data import load_decathlon_datalist
 
 from nnmamba_monai.datalist.__main__ import main
 from nnmamba_monai.datalist.adni import build_adni_datalist, parse_label
+from nnmamba_monai.datalist.common import DatalistError
 from nnmamba_monai.datalist.fetal import build_fetal_datalist
-from nnmamba_monai.datalist.folds import DatalistError, grouped_stratified_folds
+from nnmamba_monai.datalist.folds import grouped_stratified_folds
 from nnmamba_monai.landmarks import FETAL_CEREBELLUM_LANDMARKS
 from tests.bundles.synthetic import OBLIQUE_AFFINE, make_adni_dataset, make_fetal_dataset
 

@@ -4,9 +4,10 @@ Run ``python -m nnmamba_monai.datalist --help``. A dataset module exposes ``add_
 which registers its subcommand; ``__main__`` imports the modules listed in ``DATASET_MODULES``.
 """
 
-from nnmamba_monai.datalist.common import MissingFilesError, assign_folds, write_datalist
+from nnmamba_monai.datalist.common import DatalistError, MissingFilesError, write_datalist
+from nnmamba_monai.datalist.folds import assign_folds
 
-__all__ = ["DATASET_MODULES", "MissingFilesError", "assign_folds", "write_datalist"]
+__all__ = ["DATASET_MODULES", "DatalistError", "MissingFilesError", "assign_folds", "write_datalist"]
 
 # subcommand modules, in --help order; a module that is not present in this checkout is skipped
 DATASET_MODULES = ("brats", "amos", "adni", "fetal")

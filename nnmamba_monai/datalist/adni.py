@@ -19,7 +19,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from nnmamba_monai.datalist.folds import DatalistError, grouped_stratified_folds, relative_path, write_datalist
+from nnmamba_monai.datalist.common import DatalistError, add_subcommand, format_listing, relative_path
+from nnmamba_monai.datalist.folds import write_fold_datalist
 
 __all__ = ["TASKS", "add_parser", "build_adni_datalist", "parse_label"]
 
@@ -28,7 +29,7 @@ TASKS: dict[str, dict[int, tuple[str, ...]]] = {
     "smci_pmci": {0: ("SMCI",), 1: ("PMCI",)},
 }
 CLASS_NAMES = {"nc_ad": {0: "NC", 1: "AD"}, "smci_pmci": {0: "sMCI", 1: "pMCI"}}
-MAX_LISTED = 10
+MAX_LISTED = 10  # rows named in one error message; the rest are counted
 
 
 def parse_label(value: str, task: str) -> int | None:
@@ -64,11 +65,6 @@ def _require_columns(csv_path: Path, columns: list[str], wanted: dict[str, str |
             raise DatalistError(
                 f"{csv_path}: column {column!r} not found (set it with {option}); the columns are {columns}"
             )
-
-
-def _listing(problems: list[str]) -> str:
-    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-    return "\n  " + "\n  ".join(problems[:MAX_LISTED]) + more
 
 
 def build_adni_datalist(
@@ -136,35 +132,34 @@ def build_adni_datalist(
     if bad_labels:
         raise DatalistError(
             f"{csv_path}: {len(bad_labels)} row(s) with a label that is not a class of task {task!r} "
-            f"(accepted, any case: {accepted}; or pass --skip_other_labels):{_listing(bad_labels)}"
+            f"(accepted, any case: {accepted}; or pass --skip_other_labels):{format_listing(bad_labels, MAX_LISTED)}"
         )
     if missing:
         raise DatalistError(
-            f"{csv_path}: {len(missing)} image file(s) not found (relative paths start at {root}):{_listing(missing)}"
+            f"{csv_path}: {len(missing)} image file(s) not found (relative paths start at {root}):"
+            f"{format_listing(missing, MAX_LISTED)}"
         )
     seen: dict[str, int] = {}
     for entry in entries:
         seen[entry["image"]] = seen.get(entry["image"], 0) + 1
     duplicated = [image for image, count in seen.items() if count > 1]
     if duplicated:
-        raise DatalistError(f"{csv_path}: image(s) listed more than once:{_listing(duplicated)}")
-    folds = grouped_stratified_folds(
-        [e["subject"] for e in entries], [e["label"] for e in entries], num_folds=num_folds, seed=seed
-    )
-    for entry, fold in zip(entries, folds):
-        entry["fold"] = fold
-    datalist = {
+        raise DatalistError(f"{csv_path}: image(s) listed more than once:{format_listing(duplicated, MAX_LISTED)}")
+    header = {
         "name": f"ADNI {CLASS_NAMES[task][0]} vs {CLASS_NAMES[task][1]}",
         "task": task,
         "labels": {str(k): v for k, v in CLASS_NAMES[task].items()},
-        "num_folds": num_folds,
-        "seed": seed,
-        "source": str(csv_path),
-        "skipped_rows": skipped,
-        "training": entries,
     }
-    write_datalist(output, datalist)
-    return datalist
+    return write_fold_datalist(
+        output,
+        header,
+        entries,
+        num_folds=num_folds,
+        seed=seed,
+        group_key="subject",
+        stratum_key="label",
+        details={"source": str(csv_path), "skipped_rows": skipped},
+    )
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -185,11 +180,12 @@ def _run(args: argparse.Namespace) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``adni`` subcommand."""
-    parser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "adni",
-        help="ADNI T1 classification (NC vs AD, sMCI vs pMCI) from a CSV of image paths and labels",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "ADNI T1 classification (NC vs AD, sMCI vs pMCI) from a CSV of image paths and labels",
+        __doc__,
+        _run,
     )
     parser.add_argument("--csv", required=True, type=Path, help="table with a header line, one row per scan")
     parser.add_argument("--output", required=True, type=Path, help="datalist JSON, e.g. configs/datalist_nc_ad.json")
@@ -202,5 +198,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default 0)")
     parser.add_argument("--skip_other_labels", action="store_true", help="drop rows whose label is not of the task")
     parser.add_argument("--delimiter", default=",", help="CSV field separator (default ',')")
-    parser.set_defaults(func=_run)
     return parser

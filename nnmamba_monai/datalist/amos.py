@@ -23,6 +23,7 @@ from pathlib import Path
 from nnmamba_monai.datalist.common import (
     MissingFilesError,
     add_common_arguments,
+    add_subcommand,
     relative_path,
     summarise,
     write_datalist,
@@ -156,14 +157,14 @@ def _run(args: argparse.Namespace) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``amos`` subcommand."""
-    parser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "amos",
-        help="AMOS22 release (dataset.json, imagesTr/labelsTr, imagesVa/labelsVa, imagesTs); CT or MR cases",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "AMOS22 release (dataset.json, imagesTr/labelsTr, imagesVa/labelsVa, imagesTs); CT or MR cases",
+        __doc__,
+        _run,
     )
     add_common_arguments(parser, folds=False)
     parser.add_argument(
         "--modality", choices=MODALITIES, default="ct", help="ct: ids <= 500, mr: ids > 500, all: every case"
     )
-    parser.set_defaults(func=_run)

@@ -23,11 +23,12 @@ from pathlib import Path
 from nnmamba_monai.datalist.common import (
     MissingFilesError,
     add_common_arguments,
-    assign_folds,
+    add_subcommand,
     relative_path,
     summarise,
     write_datalist,
 )
+from nnmamba_monai.datalist.folds import assign_folds
 
 __all__ = ["BRATS_MODALITIES", "add_parser", "build_brats_datalist", "find_case_dirs"]
 
@@ -109,11 +110,12 @@ def _run(args: argparse.Namespace) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``brats`` subcommand."""
-    parser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "brats",
-        help="BraTS 2023 case folders (BraTS-GLI-xxxxx-yyy/...-{t1n,t1c,t2w,t2f,seg}.nii.gz)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "BraTS 2023 case folders (BraTS-GLI-xxxxx-yyy/...-{t1n,t1c,t2w,t2f,seg}.nii.gz)",
+        __doc__,
+        _run,
     )
     add_common_arguments(parser)
     parser.add_argument(
@@ -122,4 +124,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="cases have no seg file (the challenge's validation data): write them under 'testing'",
     )
     parser.add_argument("--challenge", default="GLI", help="BraTS 2023 sub-challenge prefix (default GLI)")
-    parser.set_defaults(func=_run)

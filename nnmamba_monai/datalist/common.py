@@ -1,23 +1,26 @@
-"""Pieces every datalist builder shares: missing-file errors, folds, relative paths, writing the JSON.
+"""Pieces every datalist builder shares: dataset errors, relative paths, writing the JSON, the subcommand pattern.
 
 A datalist is MONAI's decathlon-style JSON read by ``monai.data.load_decathlon_datalist``: lists of entries
 under keys such as ``"training"``, ``"validation"`` and ``"testing"``, each entry a dict of file paths
-relative to the dataset directory (the bundles pass ``base_dir=@dataset_dir``).
+relative to the dataset directory (the bundles pass ``base_dir=@dataset_dir``). Cross-validation folds are in
+``nnmamba_monai.datalist.folds``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "MAX_LISTED",
+    "DatalistError",
     "MissingFilesError",
     "add_common_arguments",
-    "assign_folds",
+    "add_subcommand",
+    "format_listing",
     "relative_path",
     "summarise",
     "write_datalist",
@@ -26,47 +29,61 @@ __all__ = [
 MAX_LISTED = 20  # missing files named in one error message; the rest are counted
 
 
+def format_listing(problems: Sequence[str], limit: int = MAX_LISTED) -> str:
+    """The first ``limit`` problems, one indented line each (``"\\n  ..."``), then ``... and N more`` if any."""
+    more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
+    return "\n  " + "\n  ".join(problems[:limit]) + more
+
+
+class DatalistError(ValueError):
+    """The dataset does not match the expected layout; the message names the file, column or landmark."""
+
+
 class MissingFilesError(FileNotFoundError):
     """Raised when a dataset lacks files its layout requires; ``problems`` lists one line per missing file."""
 
     def __init__(self, dataset: str, dataset_dir: Path, problems: Sequence[str]) -> None:
         self.problems = list(problems)
-        shown = "\n  ".join(self.problems[:MAX_LISTED])
-        more = len(self.problems) - MAX_LISTED
-        suffix = f"\n  ... and {more} more" if more > 0 else ""
         super().__init__(
-            f"{dataset} dataset at {dataset_dir} is incomplete ({len(self.problems)} missing file(s)):\n  "
-            f"{shown}{suffix}"
+            f"{dataset} dataset at {dataset_dir} is incomplete ({len(self.problems)} missing file(s)):"
+            f"{format_listing(self.problems)}"
         )
 
 
 def relative_path(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` with forward slashes (datalists travel between machines)."""
-    return path.resolve().relative_to(root.resolve()).as_posix()
+    """``path`` relative to ``root`` (POSIX separators: datalists travel between machines) when it lies inside
+    ``root``, else absolute."""
+    path, root = path.resolve(), root.resolve()
+    return (path.relative_to(root) if root in path.parents else path).as_posix()
 
 
-def assign_folds(case_ids: Sequence[str], num_folds: int, seed: int) -> dict[str, int]:
-    """Deterministic fold per case: sort, shuffle with ``seed``, deal round-robin into ``num_folds`` folds."""
-    if num_folds < 2:
-        raise ValueError(f"num_folds must be >= 2 (one fold validates, the others train); got {num_folds}")
-    if len(case_ids) < num_folds:
-        raise ValueError(f"{len(case_ids)} case(s) cannot fill {num_folds} folds; lower --num_folds")
-    order = sorted(case_ids)
-    random.Random(seed).shuffle(order)
-    return {case_id: index % num_folds for index, case_id in enumerate(order)}
-
-
-def write_datalist(datalist: dict[str, list[dict]], output: str | Path) -> Path:
+def write_datalist(datalist: Mapping[str, Any], output: str | Path, *, indent: int = 4) -> Path:
     """Write ``datalist`` as indented JSON (parent folders created); returns the path."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(datalist, indent=4) + "\n")
+    output.write_text(json.dumps(datalist, indent=indent) + "\n")
     return output
 
 
 def summarise(datalist: dict[str, list[dict]]) -> str:
     """One line such as ``training: 1000 cases, validation: 251 cases``."""
     return ", ".join(f"{key}: {len(entries)} cases" for key, entries in datalist.items() if isinstance(entries, list))
+
+
+def add_subcommand(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    description: str | None,
+    run: Callable[[argparse.Namespace], None],
+) -> argparse.ArgumentParser:
+    """Register subcommand ``name`` (``summary`` in the list of datasets, ``description`` verbatim in its
+    ``--help``, usually the module docstring) whose parsed arguments are handed to ``run``."""
+    parser = subparsers.add_parser(
+        name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.set_defaults(func=run)
+    return parser
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, folds: bool = True) -> None:

@@ -28,14 +28,15 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from nnmamba_monai.datalist.folds import DatalistError, grouped_stratified_folds, relative_path, write_datalist
+from nnmamba_monai.datalist.common import DatalistError, add_subcommand, format_listing, relative_path
+from nnmamba_monai.datalist.folds import write_fold_datalist
 from nnmamba_monai.landmarks.io import FETAL_CEREBELLUM_LANDMARKS, LandmarkFileError, read_landmark_file
 
 __all__ = ["IMAGE_SUFFIXES", "LANDMARK_SUFFIXES", "add_parser", "build_fetal_datalist", "landmarks_outside_image"]
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii")
 LANDMARK_SUFFIXES = (".mrk.json", ".json")
-MAX_LISTED = 10
+MAX_LISTED = 10  # problems named in one error message; the rest are counted
 
 
 def _case_id(path: Path, suffixes: Sequence[str]) -> str | None:
@@ -66,11 +67,6 @@ def landmarks_outside_image(image_path: Path, points_ras: np.ndarray, tolerance_
     shape = np.asarray(image.shape[:3], dtype=float)
     inside = (voxels >= -tolerance_voxels).all(-1) & (voxels <= shape - 1 + tolerance_voxels).all(-1)
     return [int(i) for i in np.flatnonzero(~inside)]
-
-
-def _listing(problems: list[str]) -> str:
-    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-    return "\n  " + "\n  ".join(problems[:MAX_LISTED]) + more
 
 
 def build_fetal_datalist(
@@ -110,11 +106,14 @@ def build_fetal_datalist(
         f"{images[c].name}: expected {landmarks_dir}/{c}.json" for c in images if c not in landmark_files
     ]
     if without_landmarks:
-        raise DatalistError(f"{len(without_landmarks)} image(s) without a landmark file:{_listing(without_landmarks)}")
+        raise DatalistError(
+            f"{len(without_landmarks)} image(s) without a landmark file:{format_listing(without_landmarks, MAX_LISTED)}"
+        )
     orphans = [landmark_files[c].name for c in landmark_files if c not in images]
     if orphans:
         raise DatalistError(
-            f"{len(orphans)} landmark file(s) without an image {images_dir}/<case>.nii.gz:{_listing(orphans)}"
+            f"{len(orphans)} landmark file(s) without an image {images_dir}/<case>.nii.gz:"
+            f"{format_listing(orphans, MAX_LISTED)}"
         )
     entries, problems = [], []
     for case, image in images.items():
@@ -139,21 +138,14 @@ def build_fetal_datalist(
             }
         )
     if problems:
-        raise DatalistError(f"{len(problems)} landmark file problem(s):{_listing(problems)}")
-    folds = grouped_stratified_folds([e["case_id"] for e in entries], [0] * len(entries), num_folds, seed)
-    for entry, fold in zip(entries, folds):
-        entry["fold"] = fold
-    datalist = {
+        raise DatalistError(f"{len(problems)} landmark file problem(s):{format_listing(problems, MAX_LISTED)}")
+    header = {
         "name": "fetal cerebellum landmarks",
         "landmark_names": list(landmark_names),
         "coordinate_system": "RAS",
         "units": "mm",
-        "num_folds": num_folds,
-        "seed": seed,
-        "training": entries,
     }
-    write_datalist(output, datalist)
-    return datalist
+    return write_fold_datalist(output, header, entries, num_folds=num_folds, seed=seed, group_key="case_id")
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -170,11 +162,12 @@ def _run(args: argparse.Namespace) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``fetal`` subcommand."""
-    parser = subparsers.add_parser(
+    parser = add_subcommand(
+        subparsers,
         "fetal",
-        help="fetal cerebellum landmarks (TCD, HDV, ADV pairs) from images/ and landmarks/ folders",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "fetal cerebellum landmarks (TCD, HDV, ADV pairs) from images/ and landmarks/ folders",
+        __doc__,
+        _run,
     )
     parser.add_argument("--dataset_dir", required=True, type=Path, help="folder holding images/ and landmarks/")
     parser.add_argument("--output", required=True, type=Path, help="datalist JSON, e.g. configs/datalist.json")
@@ -185,5 +178,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--no_check_bounds", dest="check_bounds", action="store_false", help="allow landmarks outside the image"
     )
-    parser.set_defaults(func=_run)
     return parser

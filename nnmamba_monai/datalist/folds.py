@@ -1,18 +1,15 @@
-"""Cross-validation folds and datalist files shared by the dataset builders."""
+"""Cross-validation folds shared by the dataset builders: plain, grouped by subject, stratified by label."""
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DatalistError", "grouped_stratified_folds", "relative_path", "write_datalist"]
+from nnmamba_monai.datalist.common import DatalistError, write_datalist
 
-
-class DatalistError(ValueError):
-    """The dataset does not match the expected layout; the message names the file, column or landmark."""
+__all__ = ["assign_folds", "grouped_stratified_folds", "write_fold_datalist"]
 
 
 def grouped_stratified_folds(
@@ -58,14 +55,42 @@ def grouped_stratified_folds(
     return [fold_of[g] for g in groups]
 
 
-def relative_path(path: Path, start: Path) -> str:
-    """``path`` relative to ``start`` (POSIX separators) when it lies inside ``start``, else absolute."""
-    path, start = path.resolve(), start.resolve()
-    return (path.relative_to(start) if start in path.parents else path).as_posix()
+def assign_folds(case_ids: Sequence[str], num_folds: int, seed: int) -> dict[str, int]:
+    """Deterministic fold per case: sort, shuffle with ``seed``, deal round-robin into ``num_folds`` folds.
+
+    The ungrouped, unstratified case of :func:`grouped_stratified_folds` (each case its own group, one class),
+    with the error messages of the BraTS command line.
+    """
+    if num_folds < 2:
+        raise ValueError(f"num_folds must be >= 2 (one fold validates, the others train); got {num_folds}")
+    if len(case_ids) < num_folds:
+        raise ValueError(f"{len(case_ids)} case(s) cannot fill {num_folds} folds; lower --num_folds")
+    return dict(zip(case_ids, grouped_stratified_folds(case_ids, [0] * len(case_ids), num_folds, seed)))
 
 
-def write_datalist(path: Path, content: Mapping[str, Any]) -> None:
-    """Write the datalist JSON (creating its folder) and report where and how many cases."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=2) + "\n")
-    print(f"wrote {path}: {len(content.get('training', []))} cases in {content.get('num_folds')} folds")
+def write_fold_datalist(
+    output: str | Path,
+    header: Mapping[str, Any],
+    entries: list[dict[str, Any]],
+    *,
+    num_folds: int,
+    seed: int,
+    group_key: str,
+    stratum_key: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Give every entry its ``"fold"``, write the datalist to ``output`` and report it; returns the datalist.
+
+    One datalist serves every fold: all entries go under ``"training"`` and the bundle's ``fold`` picks the
+    validation fold. The folds keep the entries sharing ``entry[group_key]`` together and balance
+    ``entry[stratum_key]`` (no stratification when None). The datalist is ``header``, then ``num_folds`` and
+    ``seed``, then ``details``, then ``"training"``.
+    """
+    groups = [entry[group_key] for entry in entries]
+    strata = [entry[stratum_key] for entry in entries] if stratum_key is not None else [0] * len(entries)
+    for entry, fold in zip(entries, grouped_stratified_folds(groups, strata, num_folds, seed)):
+        entry["fold"] = fold
+    datalist = {**header, "num_folds": num_folds, "seed": seed, **(details or {}), "training": entries}
+    path = write_datalist(datalist, output, indent=2)
+    print(f"wrote {path}: {len(entries)} cases in {num_folds} folds")
+    return datalist
