@@ -19,7 +19,13 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from nnmamba_monai.datalist.common import DatalistError, add_subcommand, format_listing, relative_path
+from nnmamba_monai.datalist.common import (
+    DatalistError,
+    add_subcommand,
+    call_with_arguments,
+    format_listing,
+    relative_path,
+)
 from nnmamba_monai.datalist.folds import write_fold_datalist
 
 __all__ = ["TASKS", "add_parser", "build_adni_datalist", "parse_label"]
@@ -163,19 +169,7 @@ def build_adni_datalist(
 
 
 def _run(args: argparse.Namespace) -> None:
-    build_adni_datalist(
-        csv_path=args.csv,
-        output=args.output,
-        task=args.task,
-        dataset_dir=args.dataset_dir,
-        image_column=args.image_column,
-        label_column=args.label_column,
-        subject_column=args.subject_column,
-        num_folds=args.num_folds,
-        seed=args.seed,
-        skip_other_labels=args.skip_other_labels,
-        delimiter=args.delimiter,
-    )
+    call_with_arguments(build_adni_datalist, args, csv_path=args.csv)  # the other options share parameter names
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ relative to the dataset directory (the bundles pass ``base_dir=@dataset_dir``). 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ __all__ = [
     "MissingFilesError",
     "add_common_arguments",
     "add_subcommand",
+    "call_with_arguments",
     "format_listing",
     "relative_path",
     "summarise",
@@ -84,6 +86,16 @@ def add_subcommand(
     )
     parser.set_defaults(func=run)
     return parser
+
+
+def call_with_arguments(function: Callable[..., Any], args: argparse.Namespace, **overrides: Any) -> Any:
+    """Call ``function`` with each of its parameters that ``args`` holds (same name), and ``overrides``.
+
+    For a subcommand whose options are named like its builder's parameters; ``overrides`` maps the others
+    (e.g. ``csv_path=args.csv``). Parameters absent from both keep their defaults.
+    """
+    names = [name for name in inspect.signature(function).parameters if name not in overrides and hasattr(args, name)]
+    return function(**{name: getattr(args, name) for name in names}, **overrides)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, folds: bool = True) -> None:

@@ -28,7 +28,13 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from nnmamba_monai.datalist.common import DatalistError, add_subcommand, format_listing, relative_path
+from nnmamba_monai.datalist.common import (
+    DatalistError,
+    add_subcommand,
+    call_with_arguments,
+    format_listing,
+    relative_path,
+)
 from nnmamba_monai.datalist.folds import write_fold_datalist
 from nnmamba_monai.landmarks.io import FETAL_CEREBELLUM_LANDMARKS, LandmarkFileError, read_landmark_file
 
@@ -149,15 +155,7 @@ def build_fetal_datalist(
 
 
 def _run(args: argparse.Namespace) -> None:
-    build_fetal_datalist(
-        dataset_dir=args.dataset_dir,
-        output=args.output,
-        images_dir=args.images_dir,
-        landmarks_dir=args.landmarks_dir,
-        num_folds=args.num_folds,
-        seed=args.seed,
-        check_bounds=args.check_bounds,
-    )
+    call_with_arguments(build_fetal_datalist, args)  # every option is named like the builder's parameter
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
