@@ -81,6 +81,33 @@ def _gate_grad(z):
 
 
 @triton.jit
+def _load_vec(ptr, offs, stride, mask):
+    """float32 ``ptr[offs * stride]``, 0 outside ``mask``: a row of A, B or C, or one token of a (D, L) slice."""
+    return tl.load(ptr + offs * stride, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _channel_block(D, num_dblocks, BLOCK_D: tl.constexpr):
+    """(pid_b, pid_c, offs_d, d_mask) of a program on the grid (num_dblocks * chunks, batch), channel block fastest."""
+    pid = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    pid_d = pid % num_dblocks
+    pid_c = pid // num_dblocks
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    return pid_b, pid_c, offs_d, offs_d < D
+
+
+@triton.jit
+def _tile_program(D, L, num_dblocks, BLOCK_D: tl.constexpr, CHUNK: tl.constexpr):
+    """This program's tile in the tiled kernels: (pid_b, pid_c, offs_d, offs_t, d_mask, t_mask, mask), ``mask``
+    being the (BLOCK_D, CHUNK) tile's."""
+    pid_b, pid_c, offs_d, d_mask = _channel_block(D, num_dblocks, BLOCK_D)
+    offs_t = pid_c * CHUNK + tl.arange(0, CHUNK)
+    t_mask = offs_t < L
+    return pid_b, pid_c, offs_d, offs_t, d_mask, t_mask, d_mask[:, None] & t_mask[None, :]
+
+
+@triton.jit
 def fwd_chunk_summary_kernel(
     u_ptr, delta_ptr, bias_ptr, A_ptr, B_ptr,  # inputs
     dtsum_ptr, hsum_ptr,  # outputs: (batch, chunks, D) and (batch, chunks, N, D)
@@ -93,15 +120,7 @@ def fwd_chunk_summary_kernel(
     hsum[b, c, n, d] = sum_t exp(A[d, n] * sum_{s > t} dt_s) * dt_t * u_t * B[b, n, t]   (closed form, no scan:
     every exponent is <= 0 for dt >= 0, A < 0), dtsum[b, c, d] = sum_t dt_t (the chunk's decay is exp(A * dtsum)).
     """
-    pid = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    pid_d = pid % num_dblocks
-    pid_c = pid // num_dblocks
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_t = pid_c * CHUNK + tl.arange(0, CHUNK)
-    d_mask = offs_d < D
-    t_mask = offs_t < L
-    mask = d_mask[:, None] & t_mask[None, :]
+    pid_b, pid_c, offs_d, offs_t, d_mask, t_mask, mask = _tile_program(D, L, num_dblocks, BLOCK_D, CHUNK)
 
     u = _load_tile(u_ptr + pid_b * su_b, offs_d, offs_t, su_d, su_l, mask)
     delta_b = delta_ptr + pid_b * sdl_b
@@ -111,8 +130,8 @@ def fwd_chunk_summary_kernel(
     chunk_row = pid_b * num_chunks + pid_c
     tl.store(dtsum_ptr + chunk_row * D + offs_d, tl.sum(dt, axis=1), mask=d_mask)
     for n in range(N):
-        a_n = tl.load(A_ptr + offs_d * sA_d + n * sA_n, mask=d_mask, other=0.0).to(tl.float32)
-        b_n = tl.load(B_ptr + pid_b * sB_b + n * sB_n + offs_t * sB_l, mask=t_mask, other=0.0).to(tl.float32)
+        a_n = _load_vec(A_ptr + offs_d * sA_d, n, sA_n, d_mask)
+        b_n = _load_vec(B_ptr + pid_b * sB_b + n * sB_n, offs_t, sB_l, t_mask)
         contrib = tl.exp(a_n[:, None] * later) * x * b_n[None, :]
         tl.store(hsum_ptr + (chunk_row * N + n) * D + offs_d, tl.sum(contrib, axis=1), mask=d_mask)
 
@@ -190,15 +209,7 @@ def fwd_output_kernel(
     Per state n: h = scan of (a_t, x_t * B[n, t]) along the chunk + (running decay) * entry[n];
     y += C[n, t] * h. out = (y + D * u) * silu(z).
     """
-    pid = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    pid_d = pid % num_dblocks
-    pid_c = pid // num_dblocks
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_t = pid_c * CHUNK + tl.arange(0, CHUNK)
-    d_mask = offs_d < D
-    t_mask = offs_t < L
-    mask = d_mask[:, None] & t_mask[None, :]
+    pid_b, pid_c, offs_d, offs_t, d_mask, t_mask, mask = _tile_program(D, L, num_dblocks, BLOCK_D, CHUNK)
 
     u = _load_tile(u_ptr + pid_b * su_b, offs_d, offs_t, su_d, su_l, mask)
     delta_b = delta_ptr + pid_b * sdl_b
@@ -207,9 +218,9 @@ def fwd_output_kernel(
     chunk_row = pid_b * num_chunks + pid_c
     y = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
     for n in range(N):
-        a_n = tl.load(A_ptr + offs_d * sA_d + n * sA_n, mask=d_mask, other=0.0).to(tl.float32)
-        b_n = tl.load(B_ptr + pid_b * sB_b + n * sB_n + offs_t * sB_l, mask=t_mask, other=0.0).to(tl.float32)
-        c_n = tl.load(C_ptr + pid_b * sC_b + n * sC_n + offs_t * sC_l, mask=t_mask, other=0.0).to(tl.float32)
+        a_n = _load_vec(A_ptr + offs_d * sA_d, n, sA_n, d_mask)
+        b_n = _load_vec(B_ptr + pid_b * sB_b + n * sB_n, offs_t, sB_l, t_mask)
+        c_n = _load_vec(C_ptr + pid_b * sC_b + n * sC_n, offs_t, sC_l, t_mask)
         h_in = tl.load(entry_ptr + (chunk_row * N + n) * D + offs_d, mask=d_mask, other=0.0)
         decay = tl.exp(dt * a_n[:, None])
         decay_prod, h = tl.associative_scan((decay, x * b_n[None, :]), axis=1, combine_fn=_linear_combine)
@@ -238,15 +249,7 @@ def bwd_chunk_summary_kernel(
     With dy = dout * silu(z), the adjoint of the state just before the chunk, times nothing from later chunks,
     is gsum[b, c, n, d] = sum_t exp(A[d, n] * sum_{s <= t} dt_s) * C[b, n, t] * dy_t (all exponents <= 0).
     """
-    pid = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    pid_d = pid % num_dblocks
-    pid_c = pid // num_dblocks
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_t = pid_c * CHUNK + tl.arange(0, CHUNK)
-    d_mask = offs_d < D
-    t_mask = offs_t < L
-    mask = d_mask[:, None] & t_mask[None, :]
+    pid_b, pid_c, offs_d, offs_t, d_mask, t_mask, mask = _tile_program(D, L, num_dblocks, BLOCK_D, CHUNK)
 
     delta_b = delta_ptr + pid_b * sdl_b
     _, dt = _load_dt(delta_b, bias_ptr, offs_d, offs_t, sdl_d, sdl_l, mask, d_mask, HAS_BIAS, SOFTPLUS)
@@ -258,8 +261,8 @@ def bwd_chunk_summary_kernel(
     chunk_row = pid_b * num_chunks + pid_c
     tl.store(dtsum_ptr + chunk_row * D + offs_d, tl.sum(dt, axis=1), mask=d_mask)
     for n in range(N):
-        a_n = tl.load(A_ptr + offs_d * sA_d + n * sA_n, mask=d_mask, other=0.0).to(tl.float32)
-        c_n = tl.load(C_ptr + pid_b * sC_b + n * sC_n + offs_t * sC_l, mask=t_mask, other=0.0).to(tl.float32)
+        a_n = _load_vec(A_ptr + offs_d * sA_d, n, sA_n, d_mask)
+        c_n = _load_vec(C_ptr + pid_b * sC_b + n * sC_n, offs_t, sC_l, t_mask)
         contrib = tl.exp(a_n[:, None] * so_far) * dy * c_n[None, :]
         tl.store(gsum_ptr + (chunk_row * N + n) * D + offs_d, tl.sum(contrib, axis=1), mask=d_mask)
 
@@ -286,15 +289,7 @@ def bwd_scan_kernel(
       du += g dt B;  d dt += g (B u + A a_t h_{t-1});  dA[d, n] += sum_t g dt a_t h_{t-1}
       dB[n, t] += sum_d g dt u;  dC[n, t] += sum_d dy h;  y += C h (recomputed for dz)
     """
-    pid = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    pid_d = pid % num_dblocks
-    pid_c = pid // num_dblocks
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_t = pid_c * CHUNK + tl.arange(0, CHUNK)
-    d_mask = offs_d < D
-    t_mask = offs_t < L
-    mask = d_mask[:, None] & t_mask[None, :]
+    pid_b, pid_c, offs_d, offs_t, d_mask, t_mask, mask = _tile_program(D, L, num_dblocks, BLOCK_D, CHUNK)
     # The next token inside the same chunk (the chunk's last token has no successor here: decay 1).
     next_mask = d_mask[:, None] & ((tl.arange(0, CHUNK) < CHUNK - 1) & (offs_t + 1 < L))[None, :]
 
@@ -315,9 +310,9 @@ def bwd_scan_kernel(
     du = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
     ddt = tl.zeros([BLOCK_D, CHUNK], dtype=tl.float32)
     for n in range(N):
-        a_n = tl.load(A_ptr + offs_d * sA_d + n * sA_n, mask=d_mask, other=0.0).to(tl.float32)
-        b_n = tl.load(B_ptr + pid_b * sB_b + n * sB_n + offs_t * sB_l, mask=t_mask, other=0.0).to(tl.float32)
-        c_n = tl.load(C_ptr + pid_b * sC_b + n * sC_n + offs_t * sC_l, mask=t_mask, other=0.0).to(tl.float32)
+        a_n = _load_vec(A_ptr + offs_d * sA_d, n, sA_n, d_mask)
+        b_n = _load_vec(B_ptr + pid_b * sB_b + n * sB_n, offs_t, sB_l, t_mask)
+        c_n = _load_vec(C_ptr + pid_b * sC_b + n * sC_n, offs_t, sC_l, t_mask)
         state_row = (chunk_row * N + n) * D + offs_d
         h_in = tl.load(entry_ptr + state_row, mask=d_mask, other=0.0)
         g_out = tl.load(adj_ptr + state_row, mask=d_mask, other=0.0)
@@ -374,9 +369,29 @@ _BWD_SEQ_NO_SPECIALIZE = ["sdl_d", "sdl_l", "sz_d", "sz_l", "sg_d", "sg_l"]
 
 
 @triton.jit
+def _seq_program(A_ptr, bias_ptr, D, num_dblocks, sA_d, sA_n, N, N_PAD: tl.constexpr, BLOCK_D: tl.constexpr,
+                 HAS_BIAS: tl.constexpr):  # fmt: skip
+    """This program's channels and states in the token-sequential kernels, with the parameters they hold:
+    (pid_b, pid_c, offs_d, d_mask, offs_n, n_mask, nd_mask, A2, bias).
+
+    A2 = A * log2(e) as an (N_PAD, BLOCK_D) tile (exp(dt * A) = exp2(dt * A2)); bias (BLOCK_D,), 0 without HAS_BIAS.
+    """
+    pid_b, pid_c, offs_d, d_mask = _channel_block(D, num_dblocks, BLOCK_D)
+    offs_n = tl.arange(0, N_PAD)
+    n_mask = offs_n < N
+    nd_mask = n_mask[:, None] & d_mask[None, :]
+    A2 = tl.load(A_ptr + offs_n[:, None] * sA_n + offs_d[None, :] * sA_d, mask=nd_mask, other=0.0).to(tl.float32)
+    A2 = A2 * LOG2E
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=d_mask, other=0.0).to(tl.float32)
+    return pid_b, pid_c, offs_d, d_mask, offs_n, n_mask, nd_mask, A2, bias
+
+
+@triton.jit
 def _token_dt(delta_ptr, t, stride_l, bias, d_mask, HAS_BIAS, SOFTPLUS):
     """Processed time step of token t for a block of channels: (BLOCK_D,) float32."""
-    dt = tl.load(delta_ptr + t * stride_l, mask=d_mask, other=0.0).to(tl.float32)
+    dt = _load_vec(delta_ptr, t, stride_l, d_mask)
     if HAS_BIAS:
         dt += bias
     if SOFTPLUS:
@@ -401,17 +416,9 @@ def fwd_seq_kernel(
     chunk's total time step (dtsum (batch, chunks, D)). Otherwise: from the chunk's entry state, write
     out[b, d, t] = (sum_n C[n, t] h_t[n] + D u_t) * silu(z_t).
     """
-    pid = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    pid_d = pid % num_dblocks
-    pid_c = pid // num_dblocks
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    d_mask = offs_d < D
-    offs_n = tl.arange(0, N_PAD)
-    n_mask = offs_n < N
-    nd_mask = n_mask[:, None] & d_mask[None, :]
-    A2 = tl.load(A_ptr + offs_n[:, None] * sA_n + offs_d[None, :] * sA_d, mask=nd_mask, other=0.0).to(tl.float32)
-    A2 = A2 * LOG2E  # exp(dt * A) = exp2(dt * A * log2(e))
+    pid_b, pid_c, offs_d, d_mask, offs_n, n_mask, nd_mask, A2, bias = _seq_program(
+        A_ptr, bias_ptr, D, num_dblocks, sA_d, sA_n, N, N_PAD, BLOCK_D, HAS_BIAS
+    )
     chunk_row = pid_b * num_chunks + pid_c
     state_ptrs = (chunk_row * N + offs_n[:, None]) * D + offs_d[None, :]
     if SUMMARY:
@@ -419,9 +426,6 @@ def fwd_seq_kernel(
         dt_total = tl.zeros([BLOCK_D], dtype=tl.float32)
     else:
         h = tl.load(entry_ptr + state_ptrs, mask=nd_mask, other=0.0)
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=d_mask, other=0.0).to(tl.float32)
     d_skip = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_D:
         d_skip = tl.load(D_ptr + offs_d, mask=d_mask, other=0.0).to(tl.float32)
@@ -433,19 +437,19 @@ def fwd_seq_kernel(
     c_col = C_ptr + pid_b * sC_b + offs_n * sC_n
     start = pid_c * CHUNK
     for t in range(start, tl.minimum(start + CHUNK, L)):
-        u = tl.load(u_row + t * su_l, mask=d_mask, other=0.0).to(tl.float32)
+        u = _load_vec(u_row, t, su_l, d_mask)
         dt = _token_dt(delta_row, t, sdl_l, bias, d_mask, HAS_BIAS, SOFTPLUS)
-        b_t = tl.load(b_col + t * sB_l, mask=n_mask, other=0.0).to(tl.float32)
+        b_t = _load_vec(b_col, t, sB_l, n_mask)
         h = tl.exp2(dt[None, :] * A2) * h + (dt * u)[None, :] * b_t[:, None]
         if SUMMARY:
             dt_total += dt
         else:
-            c_t = tl.load(c_col + t * sC_l, mask=n_mask, other=0.0).to(tl.float32)
+            c_t = _load_vec(c_col, t, sC_l, n_mask)
             y = tl.sum(h * c_t[:, None], axis=0)
             if HAS_D:
                 y += d_skip * u
             if HAS_Z:
-                z = tl.load(z_row + t * sz_l, mask=d_mask, other=0.0).to(tl.float32)
+                z = _load_vec(z_row, t, sz_l, d_mask)
                 y *= z * tl.sigmoid(z)
             tl.store(out_row + t * so_l, y.to(out_ptr.dtype.element_ty), mask=d_mask)
     if SUMMARY:
@@ -463,20 +467,9 @@ def bwd_seq_summary_kernel(
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr,
 ):  # fmt: skip
     """Backward pass 1, token by token: gsum = sum_t exp(A * sum_{s <= t} dt_s) * C[n, t] * dy_t, dtsum = sum dt."""
-    pid = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    pid_d = pid % num_dblocks
-    pid_c = pid // num_dblocks
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    d_mask = offs_d < D
-    offs_n = tl.arange(0, N_PAD)
-    n_mask = offs_n < N
-    nd_mask = n_mask[:, None] & d_mask[None, :]
-    A2 = tl.load(A_ptr + offs_n[:, None] * sA_n + offs_d[None, :] * sA_d, mask=nd_mask, other=0.0).to(tl.float32)
-    A2 = A2 * LOG2E
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=d_mask, other=0.0).to(tl.float32)
+    pid_b, pid_c, offs_d, d_mask, offs_n, n_mask, nd_mask, A2, bias = _seq_program(
+        A_ptr, bias_ptr, D, num_dblocks, sA_d, sA_n, N, N_PAD, BLOCK_D, HAS_BIAS
+    )
     delta_row = delta_ptr + pid_b * sdl_b + offs_d * sdl_d
     z_row = z_ptr + pid_b * sz_b + offs_d * sz_d
     dout_row = dout_ptr + pid_b * sg_b + offs_d * sg_d
@@ -486,11 +479,11 @@ def bwd_seq_summary_kernel(
     start = pid_c * CHUNK
     for t in range(start, tl.minimum(start + CHUNK, L)):
         so_far += _token_dt(delta_row, t, sdl_l, bias, d_mask, HAS_BIAS, SOFTPLUS)
-        dy = tl.load(dout_row + t * sg_l, mask=d_mask, other=0.0).to(tl.float32)
+        dy = _load_vec(dout_row, t, sg_l, d_mask)
         if HAS_Z:
-            z = tl.load(z_row + t * sz_l, mask=d_mask, other=0.0).to(tl.float32)
+            z = _load_vec(z_row, t, sz_l, d_mask)
             dy *= z * tl.sigmoid(z)
-        c_t = tl.load(c_col + t * sC_l, mask=n_mask, other=0.0).to(tl.float32)
+        c_t = _load_vec(c_col, t, sC_l, n_mask)
         g += tl.exp2(so_far[None, :] * A2) * (c_t[:, None] * dy[None, :])
     chunk_row = pid_b * num_chunks + pid_c
     tl.store(gsum_ptr + (chunk_row * N + offs_n[:, None]) * D + offs_d[None, :], g, mask=nd_mask)

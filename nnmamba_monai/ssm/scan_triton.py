@@ -191,6 +191,22 @@ def _channel_contiguous(u: torch.Tensor) -> torch.Tensor:
     return torch.empty_strided((batch, d_inner, length), (length * d_inner, 1, d_inner), dtype=u.dtype, device=u.device)
 
 
+def _pass1_buffers(u: torch.Tensor, num_chunks: int, d_state: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Uninitialised float32 outputs of pass 1 for u (B, D, L): dtsum (B, G, D) and per-state sums (B, G, N, D)."""
+    batch, d_inner, _ = u.shape
+    f32 = {"dtype": torch.float32, "device": u.device}
+    return torch.empty(batch, num_chunks, d_inner, **f32), torch.empty(batch, num_chunks, d_state, d_inner, **f32)
+
+
+def _optional_inputs(
+    u: torch.Tensor, z: torch.Tensor | None, delta_bias: torch.Tensor | None, delta_softplus: bool
+) -> tuple[dict[str, bool], torch.Tensor, torch.Tensor]:
+    """(HAS_BIAS / SOFTPLUS constexprs, delta_bias argument, z argument): u stands in for an absent optional
+    input (a valid pointer the kernels never read)."""
+    flags = {"HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
+    return flags, delta_bias if delta_bias is not None else u, z if z is not None else u
+
+
 def _carry_blocks(num_chunks: int, num_states: int) -> tuple[int, int]:
     """(BLOCK_S, CHUNK_BLOCK) of the carry kernel: up to 128 chunks per step, a tile of about 4096 elements."""
     chunk_block = min(128, _next_pow2(num_chunks + 1))
@@ -250,12 +266,8 @@ if _HAS_TRITON:
         batch, d_inner, length = u.shape
         d_state = A.shape[1]
         num_chunks = triton.cdiv(length, chunk_len)
-        f32 = {"dtype": torch.float32, "device": u.device}
-        dtsum = torch.empty(batch, num_chunks, d_inner, **f32)
-        hsum = torch.empty(batch, num_chunks, d_state, d_inner, **f32)
-        flags = {"HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
-        bias_arg = delta_bias if delta_bias is not None else u
-        z_arg = z if z is not None else u
+        dtsum, hsum = _pass1_buffers(u, num_chunks, d_state)
+        flags, bias_arg, z_arg = _optional_inputs(u, z, delta_bias, delta_softplus)
         d_arg = D if D is not None else u
         if d_state <= seq_max_states:
             # Channel-contiguous output: a warp stores 32 neighbouring channels of one token at once.
@@ -329,12 +341,9 @@ if _HAS_TRITON:
         num_dblocks = triton.cdiv(d_inner, block_d)
         f32 = {"dtype": torch.float32, "device": u.device}
         grid = (num_dblocks * num_chunks, batch)
-        flags = {"HAS_BIAS": delta_bias is not None, "SOFTPLUS": delta_softplus}
-        bias_arg = delta_bias if delta_bias is not None else u
-        z_arg = z if z is not None else u
+        flags, bias_arg, z_arg = _optional_inputs(u, z, delta_bias, delta_softplus)
 
-        dtsum = torch.empty(batch, num_chunks, d_inner, **f32)
-        gsum = torch.empty(batch, num_chunks, d_state, d_inner, **f32)
+        dtsum, gsum = _pass1_buffers(u, num_chunks, d_state)
         if d_state <= seq_max_states:
             block_seq = 32 * seq_warps
             _launch(_k.bwd_seq_summary_kernel)[(triton.cdiv(d_inner, block_seq) * num_chunks, batch)](
@@ -380,7 +389,7 @@ if _HAS_TRITON:
         """Shapes, dtypes and strides of the forward op's outputs (opaque registration under the interpreter)."""
         batch, d_inner, length = u.shape
         d_state = A.shape[1]
-        num_chunks = -(-length // chunk_len)
+        num_chunks = _cdiv(length, chunk_len)
         seq_max_states = launch[3]
         if d_state <= seq_max_states:
             out = _channel_contiguous(u)
