@@ -308,8 +308,10 @@ def selective_scan_torch(
         delta_c = F.softplus(delta_c)
     y, last_state = scan_core(u_c, delta_c, A_c, B_c, C_c)
     if D is not None:
-        y = y + u_c * D.to(compute)[:, None]
+        y = torch.addcmul(y, u_c, D.to(compute)[:, None])
     if z is not None:
-        y = y * F.silu(z.to(compute))
+        gate = F.silu(z.to(compute))
+        # in place when nothing needs y for a backward pass (inference): one pass fewer over (B, D_inner, L)
+        y = y.mul_(gate) if not (torch.is_grad_enabled() and (y.requires_grad or gate.requires_grad)) else y * gate
     out = y.to(out_dtype)
     return (out, last_state) if return_last_state else out
