@@ -11,8 +11,11 @@ matplotlib.use("Agg")  # files only; no display on a headless machine
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 
-__all__ = ["plot_overlay", "plot_training_curve", "orthogonal_slices"]
+PREDICTION_CMAP = ListedColormap(["red"])
+
+__all__ = ["plot_overlay", "plot_training_curve", "orthogonal_slices", "slice_center"]
 
 
 def orthogonal_slices(volume: np.ndarray, center: Sequence[int]) -> list[np.ndarray]:
@@ -22,11 +25,15 @@ def orthogonal_slices(volume: np.ndarray, center: Sequence[int]) -> list[np.ndar
     return [volume[:, :, z].T, volume[:, y, :].T, volume[x, :, :].T]
 
 
-def _center_of_mass(mask: np.ndarray) -> tuple[int, int, int]:
+def slice_center(mask: np.ndarray) -> tuple[int, int, int]:
+    """Voxel through which to cut a brain mask: its centre of mass, moved sideways by a sixth of the mask's
+    left-right extent so that the sagittal slice shows a hemisphere rather than the midline fissure."""
     coords = np.argwhere(mask > 0)
     if len(coords) == 0:
         return tuple(s // 2 for s in mask.shape)  # type: ignore[return-value]
-    return tuple(int(round(c)) for c in coords.mean(axis=0))  # type: ignore[return-value]
+    x, y, z = (int(round(c)) for c in coords.mean(axis=0))
+    x = min(x + int(np.ptp(coords[:, 0])) // 6, mask.shape[0] - 1)
+    return x, y, z
 
 
 def plot_overlay(
@@ -47,7 +54,7 @@ def plot_overlay(
         title: figure title (e.g. the Dice).
         spacing: voxel size (mm) per axis, for the aspect ratio.
     """
-    center = _center_of_mass(reference if reference is not None else prediction)
+    center = slice_center(reference if reference is not None else prediction)
     aspects = [spacing[1] / spacing[0], spacing[2] / spacing[0], spacing[2] / spacing[1]]
     names = ["axial", "coronal", "sagittal"]
     low, high = np.percentile(image, [1, 99.5])
@@ -59,7 +66,7 @@ def plot_overlay(
     )
     for ax, (img, pred, ref), name, aspect in zip(axes, slices, names, aspects):
         ax.imshow(img, cmap="gray", vmin=low, vmax=high, origin="lower", aspect=aspect)
-        ax.imshow(np.ma.masked_where(pred == 0, pred), cmap="autumn", alpha=0.4, origin="lower", aspect=aspect)
+        ax.imshow(np.ma.masked_where(pred == 0, pred), cmap=PREDICTION_CMAP, alpha=0.4, origin="lower", aspect=aspect)
         if ref is not None and ref.any():
             ax.contour(ref > 0, levels=[0.5], colors="yellow", linewidths=1.0, origin="lower")
         ax.set_title(name)

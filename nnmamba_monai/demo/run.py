@@ -103,7 +103,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output", type=Path, default=Path("nnmamba_demo"), help="output folder (./nnmamba_demo)")
-    parser.add_argument("--epochs", type=int, default=40, help="training epochs (40)")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs (30)")
     parser.add_argument(
         "--samples-per-epoch", type=int, default=16, help="random 3D crops of the training volume per epoch (16)"
     )
