@@ -32,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FAMILY_ORDER = ["nnmamba", "segmamba", "bisegmamba", "multisegmamba", "segmambaskip", "dynunet"]
 # the reduced budget: 32^3 crops keep the voxel-level Mamba nets (a scan over every voxel at full
 # resolution) within minutes on a CPU; the demo itself uses 64^3 crops and 30 epochs
-DEFAULT_BUDGET = {"epochs": 10, "samples_per_epoch": 16, "patch_size": 32, "lr": 3e-3, "seed": 0}
+DEFAULT_BUDGET = {"epochs": 8, "samples_per_epoch": 16, "patch_size": 32, "lr": 3e-3, "seed": 0}
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

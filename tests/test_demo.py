@@ -235,3 +235,16 @@ def test_demo_help_mentions_options():
     assert result.returncode == 0
     for option in ("--output", "--epochs", "--network", "--seed", "--device", "--bundle"):
         assert option in result.stdout
+
+
+def test_demo_missing_bundle_is_a_clear_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "nnmamba_monai.demo", f"--bundle={tmp_path / 'nope'}", f"--output={tmp_path}"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "not found" in result.stderr and "Traceback" not in result.stderr

@@ -166,7 +166,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _demo(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
-    bundle = find_bundle(args.bundle)
+    try:
+        bundle = find_bundle(args.bundle)
+    except FileNotFoundError as error:
+        raise SystemExit(f"python -m nnmamba_monai.demo: error: {error}") from None
     output = args.output.resolve()
     datalist = write_datalist(output / "datalist.json")
     common = _common_overrides(args, output, datalist)
