@@ -47,7 +47,30 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=DEFAULT_BUDGET["seed"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (default: torch's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--reuse", action="store_true", help="take a family's existing summary.json when it has the same budget"
+    )
     return parser.parse_args(argv)
+
+
+def _reusable_summary(family: str, args: argparse.Namespace) -> dict | None:
+    """The family's earlier ``summary.json`` under ``--output`` if it was run with this exact budget."""
+    path = args.output / family / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    same = {
+        "network": family,
+        "epochs": args.epochs,
+        "samples_per_epoch": args.samples_per_epoch,
+        "patch_size": args.patch_size,
+        "seed": args.seed,
+        "device": args.device,
+    }
+    if summary.get("learning_rate", args.lr) != args.lr or any(summary.get(k) != v for k, v in same.items()):
+        return None
+    summary.setdefault("run_seconds", summary["wall_seconds"])
+    return summary
 
 
 def run_family(family: str, args: argparse.Namespace) -> dict:
@@ -97,7 +120,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for family in args.families:
         print(f"\n=== {family} ===", flush=True)
-        summary = run_family(family, args)
+        summary = _reusable_summary(family, args) if args.reuse else None
+        summary = summary if summary is not None else run_family(family, args)
         metrics = summary["metrics"]
         rows.append(
             {

@@ -231,6 +231,7 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
         "epochs": args.epochs,
         "samples_per_epoch": args.samples_per_epoch,
         "patch_size": args.patch_size,
+        "learning_rate": args.lr,
         "seed": args.seed,
         "device": args.device,
         "torch_threads": torch.get_num_threads(),
