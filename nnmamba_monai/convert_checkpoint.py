@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
+from nnmamba_monai.atomic import atomic_torch_save, atomic_write
 from nnmamba_monai.checkpoint import extract_state_dict, infer_network_config, load_authors_checkpoint
 
 if TYPE_CHECKING:
@@ -165,19 +165,6 @@ def network_override(spec: dict, bundle: BundleNetwork) -> dict:
     return {"_target_": bundle.target, **{k: v for k, v in bundle.raw.items() if k != "_target_"}, **kwargs}
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(temporary_path)``, then rename onto ``path`` (never a half-written file under its name)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def verify_converted_bundle(bundle: str | os.PathLike, config_file: str = INFERENCE_CONFIG) -> tuple[int, ...]:
     """Strictly load ``models/model.pt`` into ``network_def`` parsed with the override and run it once (eval mode,
     no gradients) on zeros of the bundle's input shape; returns the output shape."""
@@ -233,8 +220,9 @@ def convert_checkpoint(
     if weights.exists() and not overwrite:
         raise FileExistsError(f"{weights} exists; pass --overwrite to replace it, or --output to write a copy")
     override = {"network_def": network_override(spec, bundle_network_)}
-    _atomic_write(weights, lambda path: torch.save(network.state_dict(), path))
-    _atomic_write(target / OVERRIDE_RELPATH, lambda path: Path(path).write_text(json.dumps(override, indent=4) + "\n"))
+    atomic_torch_save(network.state_dict(), weights)
+    override_text = (json.dumps(override, indent=4) + "\n").encode()
+    atomic_write(target / OVERRIDE_RELPATH, lambda stream: stream.write(override_text))
     return target
 
 

@@ -21,9 +21,12 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 import yaml
+
+from nnmamba_monai.atomic import atomic_write
 
 __all__ = ["check_state_dict_file", "file_sha256", "package_bundle"]
 
@@ -114,12 +117,14 @@ def package_bundle(
             old.unlink()
         shutil.copy(weights, staged / WEIGHTS_RELPATH)
         _write_large_files(staged, url, file_sha256(staged / WEIGHTS_RELPATH))
-        partial = zip_path.with_suffix(".zip.partial")
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(staged.rglob("*")):
-                if path.is_file() and not (exclude_weights and path == staged / WEIGHTS_RELPATH):
-                    archive.write(path, path.relative_to(staged.parent).as_posix())
-        os.replace(partial, zip_path)  # never leave a half-written zip under the final name
+
+        def write_zip(stream: BinaryIO) -> None:
+            with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                for path in sorted(staged.rglob("*")):
+                    if path.is_file() and not (exclude_weights and path == staged / WEIGHTS_RELPATH):
+                        archive.write(path, path.relative_to(staged.parent).as_posix())
+
+        atomic_write(zip_path, write_zip)  # never a half-written zip under the final name
     zip_path.with_name(zip_path.name + ".sha256").write_text(f"{file_sha256(zip_path)}  {zip_path.name}\n")
     return zip_path
 

@@ -195,4 +195,4 @@ def test_existing_weights_are_kept_unless_overwrite(tmp_path):
     assert (bundle / WEIGHTS_RELPATH).read_bytes() == b"trained elsewhere"
     convert_checkpoint(checkpoint, bundle, overwrite=True)
     assert verify_converted_bundle(bundle) == (1, 16, 32, 32, 32)
-    assert not list((bundle / "models").glob("*.partial")), "no temporary files left"
+    assert not list((bundle / "models").glob(".model.pt.*")), "no temporary files left"

@@ -16,9 +16,7 @@ skips objects that are None in this run (e.g. the GradScaler without AMP).
 from __future__ import annotations
 
 import logging
-import os
 import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,29 +26,12 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader
 
+from nnmamba_monai.atomic import atomic_torch_save
 from nnmamba_monai.handlers.nonfinite import NonFiniteError
 
 __all__ = ["AtomicCheckpointSaver", "CheckpointResumer", "RNGState", "TrainerScalerState", "atomic_torch_save"]
 
 logger = logging.getLogger(__name__)
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            torch.save(obj, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; a checkpoint is shared like any output
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
 
 
 class RNGState:
