@@ -23,6 +23,8 @@ the backward pass recomputes each block from its saved entry state instead of st
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -188,14 +190,14 @@ class _ChunkedScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C):  # noqa: D102 - documented on the class
-        y, h, entries, bounds, chunk_lens = _scan_forward(u, delta, A, B, C, use_workspace=True)
         length = u.shape[-1]
-        padded = bounds[-1][1]
-        if padded != length:  # delta = 0 and u = 0 leave the state untouched
+        padded = _pad_length(length, _CHUNK_LEN)
+        if padded != length:  # padded once here: the backward recomputes from the same padded inputs
             u, delta, B, C = (F.pad(t, (0, padded - length)) for t in (u, delta, B, C))
+        y, h, entries, bounds, chunk_lens = _scan_forward(u, delta, A, B, C, use_workspace=True)
         ctx.save_for_backward(u, delta, A, B, C, *entries)
         ctx.bounds, ctx.chunk_lens, ctx.length = bounds, chunk_lens, length
-        return y, h
+        return y[..., :length], h
 
     @staticmethod
     def backward(ctx, grad_y, grad_h):  # noqa: D102
@@ -263,14 +265,10 @@ def _scan_outputs(
     return y, h
 
 
-_SCRIPTED_SCAN: list[torch.jit.ScriptFunction] = []
-
-
+@functools.cache
 def _scripted_scan() -> torch.jit.ScriptFunction:
     """:func:`_scan_outputs` compiled by TorchScript once, on first use (export only)."""
-    if not _SCRIPTED_SCAN:
-        _SCRIPTED_SCAN.append(torch.jit.script(_scan_outputs))
-    return _SCRIPTED_SCAN[0]
+    return torch.jit.script(_scan_outputs)
 
 
 def selective_scan_torch(
