@@ -92,6 +92,8 @@ def _mem_status() -> dict[str, int]:
 
 def worker(shape_index: int, method: str, backward: bool, repeats: int) -> dict:
     """Time one (shape, method, fwd|fwd+bwd) in this process; report seconds and peak MiB above the inputs."""
+    import nnmamba_monai.ssm  # noqa: F401 - imported before timing, so that the import is not measured
+
     inputs = _inputs(*SHAPES[shape_index])
     if backward:
         for key in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias"):

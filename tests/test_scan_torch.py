@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnmamba_monai.ssm import scan_torch, selective_scan, selective_scan_torch
+from nnmamba_monai.ssm import _chunked_scan, selective_scan, selective_scan_torch
 from tests.helpers import random_scan_inputs, step_by_step_scan
 
-SHAPES = [  # (batch, d_inner, length, d_state); lengths that are not multiples of the 32-token chunk
+SHAPES = [  # (batch, d_inner, length, d_state); lengths that are not multiples of the 16-token chunk
     (1, 3, 1, 4),
     (2, 4, 31, 16),
     (2, 5, 33, 8),
@@ -19,7 +19,8 @@ SHAPES = [  # (batch, d_inner, length, d_state); lengths that are not multiples 
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -55,7 +56,7 @@ def test_strong_decay_halves_chunks_and_stays_finite():
     inp = random_scan_inputs(2, 4, 96, 16, dtype=torch.float32)
     delta = inp["delta"].abs() * 20.0  # up to ~60 per token with |A| up to ~20
     a_absmax = inp["A"].abs().amax(1)
-    assert scan_torch._chunk_len_for_block(delta, a_absmax, 32) < 32  # the safe path is exercised
+    assert _chunked_scan.chunk_len_for_block(delta, a_absmax, 32) < 32  # the safe path is exercised
     out = selective_scan_torch(inp["u"], delta, inp["A"], inp["B"], inp["C"])
     ref, _ = step_by_step_scan(
         inp["u"].double(), delta.double(), inp["A"].double(), inp["B"].double(), inp["C"].double()
@@ -140,3 +141,101 @@ def test_dispatch_routes_to_torch_on_cpu():
     inp = random_scan_inputs(1, 4, 40, 8)
     args = (inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"])
     torch.testing.assert_close(selective_scan(*args), selective_scan_torch(*args), rtol=0, atol=0)
+
+
+NAMES = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+
+
+def _loss_and_grads(fn, leaves, weights, options, return_last_state=False):
+    """Run fn on the leaves with the given optional inputs; return (out, last, grads) of a weighted sum."""
+    kwargs = {k: leaves[k] for k in ("D", "z", "delta_bias") if options.get(k)}
+    args = [leaves[k] for k in ("u", "delta", "A", "B", "C")]
+    if fn is selective_scan_torch:
+        out, last = fn(*args, **kwargs, delta_softplus=options["softplus"], return_last_state=True)
+    else:
+        out, last = fn(*args, **kwargs, delta_softplus=options["softplus"])
+    loss = (out * weights.to(out.dtype)).sum() + (last * 0.5).sum()
+    used = ["u", "delta", "A", "B", "C"] + list(kwargs)
+    grads = torch.autograd.grad(loss, [leaves[k] for k in used])
+    return out, last, dict(zip(used, grads))
+
+
+def _check_against_recurrence(shape, options, delta_scale=1.0, tol=1e-4):
+    inp = random_scan_inputs(*shape, delta_scale=delta_scale)
+    if not options["softplus"]:
+        inp["delta"] = inp["delta"].abs()
+    ours = {k: inp[k].clone().requires_grad_() for k in NAMES}
+    ref = {k: inp[k].double().clone().requires_grad_() for k in NAMES}
+    weights = torch.randn(shape[0], shape[1], shape[2], generator=torch.Generator().manual_seed(1))
+    out, last, grads = _loss_and_grads(selective_scan_torch, ours, weights, options)
+    ref_out, ref_last, ref_grads = _loss_and_grads(step_by_step_scan, ref, weights.double(), options)
+    assert rel_err(out, ref_out) <= 1e-5 and rel_err(last, ref_last) <= 1e-5
+    for k, g in grads.items():
+        assert g.dtype == torch.float32 and g.shape == inp[k].shape, k
+        assert rel_err(g, ref_grads[k]) <= tol, k
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"softplus": True, "D": True, "z": True, "delta_bias": True},
+        {"softplus": False},
+        {"softplus": True, "z": True},
+        {"softplus": False, "D": True, "delta_bias": True},
+    ],
+    ids=["all", "bare", "softplus_z", "D_bias"],
+)
+def test_gradients_with_each_optional_input(options):
+    _check_against_recurrence((2, 5, 77, 8), options)
+
+
+@pytest.mark.parametrize("delta_scale", [1.0, 25.0], ids=["plain", "strong_decay"])
+def test_many_blocks_forward_and_gradients(monkeypatch, delta_scale):
+    """Blocks of 64 tokens (the last one padded): the entering state and its gradient cross block borders."""
+    batch, d_inner, d_state = 2, 3, 4
+    monkeypatch.setattr(_chunked_scan, "BLOCK_ELEMENTS", 64 * batch * d_inner * d_state)
+    assert len(_chunked_scan.block_bounds(batch, d_inner, 300, d_state, _chunked_scan.BLOCK_ELEMENTS)) == 5
+    options = {"softplus": True, "D": True, "z": True, "delta_bias": True}
+    _check_against_recurrence((batch, d_inner, 300, d_state), options, delta_scale=delta_scale)
+
+
+def test_gradcheck_float64_many_blocks_and_short_chunks(monkeypatch):
+    monkeypatch.setattr(_chunked_scan, "BLOCK_ELEMENTS", 32 * 2 * 3)
+    inp = random_scan_inputs(1, 2, 90, 3, dtype=torch.float64, delta_scale=8.0)
+    delta = torch.nn.functional.softplus(inp["delta"] + inp["delta_bias"][:, None])
+    a_absmax = inp["A"].abs().amax(1)
+    assert _chunked_scan.chunk_len_for_block(delta[..., :64], a_absmax, 32) < 32  # halved chunks are exercised
+    leaves = [inp[k].clone().requires_grad_() for k in NAMES]
+
+    def fn(u, delta, A, B, C, D, z, delta_bias):
+        out, last = selective_scan_torch(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus=True, return_last_state=True
+        )
+        return out, last
+
+    assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+def test_non_contiguous_inputs_give_identical_results():
+    """Mamba passes channel-last views (transposes and splits); results must not depend on the strides."""
+    inp = random_scan_inputs(2, 6, 70, 8)
+    strided = {k: (v.transpose(-1, -2).contiguous().transpose(-1, -2) if v.dim() == 3 else v) for k, v in inp.items()}
+    assert not strided["delta"].is_contiguous()
+    kwargs = {"delta_softplus": True, "return_last_state": True}
+    dense = selective_scan_torch(*(inp[k] for k in NAMES), **kwargs)
+    views = selective_scan_torch(*(strided[k] for k in NAMES), **kwargs)
+    torch.testing.assert_close(views[0], dense[0], rtol=0, atol=0)
+    torch.testing.assert_close(views[1], dense[1], rtol=0, atol=0)
+
+
+def test_half_inputs_backward_gives_half_gradients():
+    inp = random_scan_inputs(2, 8, 100, 16)
+    low = {k: v.to(torch.bfloat16).requires_grad_() for k, v in inp.items()}
+    ref = {k: v.detach().double().requires_grad_() for k, v in low.items()}
+    weights = torch.randn(2, 8, 100, generator=torch.Generator().manual_seed(2))
+    options = {"softplus": True, "D": True, "z": True, "delta_bias": True}
+    _, _, grads = _loss_and_grads(selective_scan_torch, low, weights, options)
+    _, _, ref_grads = _loss_and_grads(step_by_step_scan, ref, weights.double(), options)
+    for k, g in grads.items():
+        assert g.dtype == torch.bfloat16, k
+        assert rel_err(g, ref_grads[k]) <= 2e-2, k
