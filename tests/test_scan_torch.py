@@ -239,3 +239,14 @@ def test_half_inputs_backward_gives_half_gradients():
     for k, g in grads.items():
         assert g.dtype == torch.bfloat16, k
         assert rel_err(g, ref_grads[k]) <= 2e-2, k
+
+
+def test_single_token_from_zero_state_has_exactly_zero_decay_gradient():
+    """h_0 = exp(delta A) * 0 + w_0: A only scales a zero state, so dL/dA must be exactly zero (the Triton
+    backend is compared against this backend and gets exactly zero)."""
+    inp = random_scan_inputs(1, 8, 1, 4)
+    leaves = {k: inp[k].clone().requires_grad_() for k in NAMES}
+    out, last = selective_scan_torch(*(leaves[k] for k in NAMES), delta_softplus=True, return_last_state=True)
+    (out.sum() + (last * torch.randn(last.shape, generator=torch.Generator().manual_seed(0))).sum()).backward()
+    assert torch.equal(leaves["A"].grad, torch.zeros_like(inp["A"]))
+    assert leaves["delta"].grad.abs().sum() > 0  # delta still gets its gradient through w_0 = delta * B * u

@@ -305,7 +305,9 @@ def block_backward(
     grads["B"] = torch.mul(adjoint, drive4, out=scratch).sum(1)[:, :, :length]
     grad_drive = torch.mul(adjoint, B4, out=scratch).sum(2)
     # Decay: dL/d(exp(delta_t A)) = lambda_t * h_{t-1}, and exp(delta_t A) * h_{t-1} = h_t - w_t.
-    decayed = states.addcmul_(drive4, B4, value=-1.0).mul_(adjoint)
+    # w is rounded exactly as in the forward (a fused multiply-subtract would leave its rounding error, e.g. a
+    # non-zero gradient for A where the state before the token is exactly zero).
+    decayed = states.sub_(torch.mul(drive4, B4, out=scratch)).mul_(adjoint)
     grads["A"] = torch.matmul(decayed, delta_c[:, :, :, None]).sum(0).squeeze(-1)
     grad_delta = torch.matmul(A[:, None, :], decayed).squeeze(2).addcmul_(grad_drive, u_c)[:, :, :length]
     grad_u = (grad_drive * delta_c)[:, :, :length]
