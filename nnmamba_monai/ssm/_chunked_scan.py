@@ -21,9 +21,14 @@ BLOCK_ELEMENTS = 1 << 20  # state elements (B * D * tokens * N) handled per bloc
 MAX_LOG_RANGE = 60.0  # largest |A| * (Delta_t - Delta_0) allowed inside a chunk (exp(60) ~ 1e26)
 
 
-def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """float64 when any input is float64, else float32: the dtype the state is accumulated in."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+def compute_dtype(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
+) -> torch.dtype:
+    """float64 when any of the scan's inputs is float64, else float32: the dtype the state is accumulated in."""
+    wide = torch.float64
+    if u.dtype == wide or delta.dtype == wide or A.dtype == wide or B.dtype == wide or C.dtype == wide:
+        return wide
+    return torch.float32
 
 
 def chunk_len_for_block(
@@ -55,10 +60,8 @@ def _pad_length(length: int, chunk_len: int) -> int:
     return (length + chunk_len - 1) // chunk_len * chunk_len
 
 
-def _buffer(workspace: dict[str, torch.Tensor] | None, name: str, shape: list[int], like: torch.Tensor) -> torch.Tensor:
-    """A scratch tensor of ``shape``, kept in ``workspace`` (when given) for the next block of the same shape."""
-    if workspace is None:
-        return like.new_empty(shape)
+def _buffer(workspace: dict[str, torch.Tensor], name: str, shape: list[int], like: torch.Tensor) -> torch.Tensor:
+    """A scratch tensor of ``shape``, kept in ``workspace`` for the next block of the same shape."""
     if name in workspace:
         buf = workspace[name]
         if list(buf.shape) == shape:
@@ -120,7 +123,7 @@ def _block_states(
     A: torch.Tensor,
     h_in: torch.Tensor,
     chunk_len: int,
-    workspace: dict[str, torch.Tensor] | None,
+    workspace: dict[str, torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every state of one block, in closed form per chunk.
 
@@ -178,6 +181,17 @@ def _ones_column(chunk_len: int, like: torch.Tensor) -> torch.Tensor:
     return torch.ones(chunk_len, 1, dtype=like.dtype, device=like.device)
 
 
+def _ungated_output(
+    states: torch.Tensor, C: torch.Tensor, u: torch.Tensor, D: torch.Tensor | None, length: int, out: torch.Tensor
+) -> torch.Tensor:
+    """y = sum_n C * h (+ D * u) before the gate, (B, D, length), from states (B, D, N, P), C (B, N, P) and
+    u (B, D, P); ``out`` (shaped like states) receives C * h and may be ``states`` itself."""
+    y = torch.mul(states, C[:, None], out=out).sum(2)[:, :, :length]
+    if D is not None:
+        y.addcmul_(u[:, :, :length], D[:, None])
+    return y
+
+
 def scan_blocks(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -193,12 +207,15 @@ def scan_blocks(
 ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[int]]:
     """The whole forward, block by block (also compiled by TorchScript for export, see :func:`scan_core`).
 
-    Args: as :func:`selective_scan_torch`; A, D and delta_bias already in the compute dtype.
+    Args: as :func:`selective_scan_torch`.
     Returns:
         out (B, D, L) in u's dtype; the last state (B, D, N); the state entering each block (B, D, N);
         the chunk length used in each block.
     """
-    compute = A.dtype
+    compute = compute_dtype(u, delta, A, B, C)
+    A = A.to(compute)
+    D = None if D is None else D.to(compute)
+    delta_bias = None if delta_bias is None else delta_bias.to(compute)
     batch, channels, length = u.shape[0], u.shape[1], u.shape[2]
     a_absmax = A.abs().amax(dim=1)
     out = torch.empty([batch, channels, length], dtype=u.dtype, device=u.device)
@@ -222,9 +239,7 @@ def scan_blocks(
         entries.append(h)
         chunk_lens.append(chunk_len)
         states, _, _, _, _, h = _block_states(delta_c * u_c, delta_c, B_c, A, h, chunk_len, workspace)
-        y = states.mul_(C_c[:, None]).sum(2)[:, :, : stop - start]  # (B, D, n)
-        if D is not None:
-            y.addcmul_(u_c[:, :, : stop - start], D[:, None])
+        y = _ungated_output(states, C_c, u_c, D, stop - start, states)
         if z is not None:
             y.mul_(F.silu(z[:, :, start:stop].to(compute)))
         out[:, :, start:stop] = y
@@ -269,15 +284,14 @@ def block_backward(
     grads: dict[str, torch.Tensor] = {}
 
     # Through the gate and the skip: out = (y + D * u) * silu(z).
-    grad_y = _pad_tokens(grad_out.to(compute), big[3])
     if z is not None:
         z_c = z.to(compute)
         gate_sigmoid = torch.sigmoid(z_c)
-        y = torch.mul(states, C_c[:, None], out=scratch).sum(2)[:, :, :length]
-        if D is not None:
-            y.addcmul_(u_c[:, :, :length], D[:, None])
+        y = _ungated_output(states, C_c, u_c, D, length, scratch)
         grads["z"] = grad_out * y * (gate_sigmoid * (1.0 + z_c * (1.0 - gate_sigmoid)))
         grad_y = _pad_tokens(grad_out * (z_c * gate_sigmoid), big[3])
+    else:
+        grad_y = _pad_tokens(grad_out.to(compute), big[3])
     if D is not None:
         grads["D"] = (grad_y * u_c).sum((0, 2))
     grad_y4 = grad_y[:, :, None]

@@ -34,7 +34,7 @@ import functools
 import torch
 
 from nnmamba_monai.ssm import _chunked_scan
-from nnmamba_monai.ssm._chunked_scan import block_backward, block_bounds, compute_dtype, scan_blocks
+from nnmamba_monai.ssm._chunked_scan import block_backward, block_bounds, scan_blocks
 
 __all__ = ["selective_scan_torch", "scan_core"]
 
@@ -47,12 +47,8 @@ class _SelectiveScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):  # noqa: D102
-        compute = compute_dtype(u, delta, A, B, C)
-        params = [None if t is None else t.to(compute) for t in (A, D, delta_bias)]
         block_elements = _chunked_scan.BLOCK_ELEMENTS  # read at call time (tests make it small to get many blocks)
-        out, h, entries, chunk_lens = scan_blocks(
-            u, delta, params[0], B, C, params[1], z, params[2], delta_softplus, block_elements
-        )
+        out, h, entries, chunk_lens = scan_blocks(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_elements)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, *entries)
         ctx.delta_softplus, ctx.chunk_lens = delta_softplus, chunk_lens
         ctx.bounds = block_bounds(*u.shape, A.shape[1], block_elements)
@@ -67,12 +63,9 @@ class _SelectiveScan(torch.autograd.Function):
         if grad_out is None:
             grad_out = torch.zeros_like(u)
         full = {"u": u, "delta": delta, "B": B, "C": C, "z": z}
+        params = {name: t for name, t in (("A", A), ("D", D), ("delta_bias", delta_bias)) if t is not None}
         result = {name: torch.empty_like(t) for name, t in full.items() if t is not None}
-        sums = {
-            name: torch.zeros_like(t, dtype=compute)
-            for name, t in (("A", A), ("D", D), ("delta_bias", delta_bias))
-            if t is not None
-        }
+        sums = {name: torch.zeros_like(t, dtype=compute) for name, t in params.items()}
         workspace: dict[str, torch.Tensor] = {}
         for (start, stop), chunk_len, h_in in zip(reversed(ctx.bounds), reversed(ctx.chunk_lens), reversed(entries)):
             part = {name: None if t is None else t[:, :, start:stop] for name, t in full.items()}
@@ -97,20 +90,16 @@ class _SelectiveScan(torch.autograd.Function):
             for name in sums:
                 sums[name] += grads[name]
             grad_h = grads["h_in"]
-        params = {
-            name: sums[name].to(t.dtype)
-            for name, t in (("A", A), ("D", D), ("delta_bias", delta_bias))
-            if t is not None
-        }
+        grad_params = {name: sums[name].to(t.dtype) for name, t in params.items()}
         return (
             result["u"],
             result["delta"],
-            params["A"],
+            grad_params["A"],
             result["B"],
             result["C"],
-            params.get("D"),
+            grad_params.get("D"),
             result.get("z"),
-            params.get("delta_bias"),
+            grad_params.get("delta_bias"),
             None,
         )
 
@@ -127,10 +116,7 @@ def _scan_outputs(
     delta_softplus: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """out (B, D, L) and the last state (B, D, N): the tensors a trace can record (inputs as the public call)."""
-    compute = torch.float64 if u.dtype == torch.float64 or A.dtype == torch.float64 else torch.float32
-    D_c = None if D is None else D.to(compute)
-    bias_c = None if delta_bias is None else delta_bias.to(compute)
-    out, h, _, _ = scan_blocks(u, delta, A.to(compute), B, C, D_c, z, bias_c, delta_softplus)
+    out, h, _, _ = scan_blocks(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return out, h
 
 
