@@ -47,6 +47,34 @@ else
     "$PY" -m pip install -q --no-deps -c "$constraints" -r "$HERE/monailabel-requirements.txt"
 fi
 
+# every requirement of every pinned package is installed, except the ones left out on purpose ("# omit:")
+"$PY" - "$HERE/monailabel-requirements.txt" <<'PYDEPS'
+import sys
+from importlib.metadata import PackageNotFoundError, requires, version
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+lines = open(sys.argv[1]).read().splitlines()
+omitted = {canonicalize_name(n) for line in lines if line.startswith("# omit:") for n in line[7:].split()}
+pins = [line.split("#")[0].strip().partition("==")[0] for line in lines if line.split("#")[0].strip()]
+missing = []
+for pin in pins:
+    for text in requires(pin) or []:
+        requirement = Requirement(text)
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        if canonicalize_name(requirement.name) in omitted:
+            continue
+        try:
+            version(requirement.name)
+        except PackageNotFoundError:
+            missing.append(f"{requirement.name} (required by {pin})")
+if missing:
+    sys.exit("install_monailabel.sh: not installed: " + ", ".join(sorted(set(missing)))
+             + "; add them to scripts/monailabel-requirements.txt")
+PYDEPS
+
 torch_after=$("$PY" -c 'import torch; print(torch.__version__)')
 if [ "$torch_before" != "$torch_after" ]; then
     echo "torch changed from $torch_before to $torch_after: this must not happen, please report it" >&2

@@ -1,4 +1,4 @@
-"""Shared fixtures: the reference facts about the authors' networks."""
+"""Shared fixtures: the reference facts about the authors' networks, a one-thread torch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(os.environ.get("NNMAMBA_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
@@ -18,3 +19,12 @@ def reference_state_dicts() -> dict:
     if not path.is_file():
         pytest.fail(f"reference facts missing: {path} (CI clones the repo with ../shared beside it)")
     return json.loads(path.read_text())
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test (same arithmetic in every run), the thread count restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,9 +1,11 @@
 """Mixed precision: a small nnMamba trains 200 steps under autocast without NaN (bf16 on CPU, fp16 + GradScaler on
-a GPU), and the SSM keeps its state in float32 inside the autocast region."""
+a GPU), and the SSM keeps its state in float32 inside the autocast region.
+
+The CPU run uses one thread (restored afterwards), so that its arithmetic is the same in every run on a machine;
+on CPUs whose oneDNN bf16 convolution backward sometimes fails, the checked convolutions recompute those
+gradients (tests/test_checked_conv.py injects that fault). Timings belong in benchmarks/, not here."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ import torch
 from nnmamba_monai import nnMambaSeg
 
 STEPS = 200
+THREADS_AT_IMPORT = torch.get_num_threads()
 
 
 def blob_batch(generator: torch.Generator, batch: int = 2, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,13 +52,18 @@ def train(device: str, dtype: torch.dtype, steps: int = STEPS) -> list[float]:
     return losses
 
 
-def test_bf16_autocast_on_cpu_trains_200_steps_without_nan():
-    torch.set_num_threads(1)
-    start = time.perf_counter()
+def test_bf16_autocast_on_cpu_trains_200_steps_without_nan(one_thread):
     losses = train("cpu", torch.bfloat16)
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
     assert last < 0.7 * first, f"loss did not decrease: {first:.4f} -> {last:.4f}"
-    assert time.perf_counter() - start < 120
+
+
+def test_one_thread_fixture_restores_the_thread_count(one_thread):
+    assert torch.get_num_threads() == 1  # the restore itself is checked by the next test
+
+
+def test_thread_count_is_restored_after_the_fixture():
+    assert torch.get_num_threads() == THREADS_AT_IMPORT
 
 
 @pytest.mark.gpu

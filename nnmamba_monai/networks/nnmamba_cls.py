@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from nnmamba_monai.blocks import DoubleConv, MICCSSLayer, make_stage
+from nnmamba_monai.blocks.checked_conv import use_checked_convs
 from nnmamba_monai.ssm import Mamba
 
 __all__ = ["nnMambaCls"]
@@ -77,6 +78,7 @@ class nnMambaCls(nn.Module):  # noqa: N801 - the published name
         self.mlp = nn.Sequential(
             nn.Linear(head_in, c), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(c, out_channels)
         )
+        use_checked_convs(self)  # reduced-precision CPU gradients checked (blocks/checked_conv.py)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Pooled stage features [(B, 2C), (B, 4C), (B, 8C)]."""

@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nnmamba_monai.blocks import DoubleConv, MICCSSLayer, MICLayer, SkipScaling, make_stage
+from nnmamba_monai.blocks.checked_conv import use_checked_convs
 
 __all__ = ["nnMambaSeg", "DIVISOR"]
 
@@ -100,6 +101,7 @@ class nnMambaSeg(nn.Module):  # noqa: N801 - the published name
             self.ds1_cls_conv = conv(c, out_channels, kernel_size=1)
             self.ds2_cls_conv = conv(2 * c, out_channels, kernel_size=1)
             self.ds3_cls_conv = conv(4 * c, out_channels, kernel_size=1)
+        use_checked_convs(self)  # reduced-precision CPU gradients checked (blocks/checked_conv.py)
 
     def _up(self, x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2, mode=self.upsample_mode, align_corners=False)

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from monai.networks.blocks import UnetBasicBlock, UnetOutBlock, UnetResBlock, UnetUpBlock
 
+from nnmamba_monai.blocks.checked_conv import use_checked_convs
 from nnmamba_monai.blocks.voxel_mamba import BiVoxelMambaLayer, MultiVoxelMambaLayer, VoxelMambaLayer
 
 __all__ = ["BiSegMamba", "MultiSegMamba", "SegMamba", "SegMambaSkip"]
@@ -110,6 +111,7 @@ class _VoxelMambaUNet(nn.Module):
             UnetOutBlock(spatial_dims, filters[level], out_channels)
             for level in range(1, deep_supr_num + 1 if deep_supervision else 1)
         )
+        use_checked_convs(self)  # reduced-precision CPU gradients checked (blocks/checked_conv.py)
 
     def _make_layer(self, channels: int, d_state: int | None, backend: str) -> nn.Module:
         return self.layer_cls(channels, d_state=d_state, backend=backend)

@@ -6,8 +6,8 @@ with the stock ``monaibundle`` app of the installed MONAI Label, the AMOS CT and
 sliding window), and one generated NIfTI as the studies folder. The label maps MONAI Label returns must have
 the study's shape and affine, hold only the bundle's labels, and equal what the bundle itself writes for the
 same file with the same weights. These tests are skipped only where ``monailabel`` does not import (install
-it with ``bash scripts/install_monailabel.sh``). The other tests check the MONAI Label override configs
-against the bundles and need no server.
+it with ``bash scripts/install_monailabel.sh``), and never under CI. The other tests check the MONAI Label
+override configs against the bundles and need no server.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+
+from tests.integration.test_monailabel_install import require_monailabel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts"
@@ -179,9 +181,7 @@ def _bundle_own_inference(bundle_copy: Path, study: Path, output_dir: Path) -> n
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    pytest.importorskip(
-        "monailabel", reason="MONAI Label is not installed (bash scripts/install_monailabel.sh installs it)"
-    )
+    require_monailabel()
     from monailabel.main import Main
 
     root = tmp_path_factory.mktemp("monailabel")
