@@ -10,8 +10,9 @@ of scanning it:
 - :class:`MultiVoxelMambaLayer`: four bidirectional mixers, each on the voxels read in a different axis order
   (H, W, D), (H, D, W), (W, H, D), (D, H, W), permuted back and averaged per voxel (multi-directional).
 
-The Mamba path always runs in the parameters' precision (float32 in mixed-precision training) with autocast
-switched off: under float16/bfloat16 autocast the selective scan of long voxel sequences produces NaN.
+Under ``torch.autocast`` these layers run like any other layer (the authors' code switched autocast off
+around them); the selective scan inside keeps its float32 state by the policy of
+:mod:`nnmamba_monai.ssm.precision`, the same for every network family.
 """
 
 from __future__ import annotations
@@ -92,12 +93,8 @@ class BiMambaTransBlock(nn.Module):
         return self.norm(self.fwd(seq) + self.bwd(seq.flip(1)).flip(1))
 
 
-class _FullPrecisionVolumeLayer(nn.Module):
-    """Runs :meth:`_mix` on (B, C, *spatial) outside autocast, in the parameters' dtype.
-
-    The input is cast to the parameters' dtype (float32 under mixed precision) and the result back to the
-    input's dtype, so the layer drops into an autocast region like any other module.
-    """
+class _VolumeLayer(nn.Module):
+    """A layer on (B, C, *spatial) feature maps that mixes their voxel sequence (:meth:`_mix`)."""
 
     channels: int
 
@@ -113,15 +110,12 @@ class _FullPrecisionVolumeLayer(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, *spatial) -> (B, C, *spatial), same dtype as x."""
+        """x: (B, C, *spatial) -> (B, C, *spatial)."""
         self._check(x)
-        param_dtype = next(self.parameters()).dtype
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            out = self._mix(x.to(param_dtype))
-        return out.to(x.dtype)
+        return self._mix(x)
 
 
-class _NormedSequenceLayer(_FullPrecisionVolumeLayer):
+class _NormedSequenceLayer(_VolumeLayer):
     """LayerNorm over the voxel sequence, then a sequence mixer the subclass builds (state dict: ``norm`` first)."""
 
     d_state_cap: int
@@ -201,7 +195,7 @@ def _check_axis_orders(axis_orders: Sequence[Sequence[int]]) -> tuple[tuple[int,
     return orders
 
 
-class MultiVoxelMambaLayer(_FullPrecisionVolumeLayer):
+class MultiVoxelMambaLayer(_VolumeLayer):
     """Multi-directional voxel Mamba (MultiSegMamba): bidirectional mixers over several axis orders, averaged.
 
     For each axis order (slowest axis first; 0 = H, 1 = W, 2 = D) the volume is permuted to that order,
