@@ -1,7 +1,7 @@
 """Voxel-level Mamba layers of the "Taming Mambas" family (Lumetti et al., arXiv 2410.15496).
 
 A feature map (B, C, H, W, D) is read as a sequence of B x (H*W*D) voxel tokens of width C, in row-major
-order of its axes (the last axis, D, fastest; see :func:`~nnmamba_monai.blocks.to_sequence`). Three ways
+order of its axes (the last axis, D, fastest; see :mod:`~nnmamba_monai.blocks.voxel_sequence`). Three ways
 of scanning it:
 
 - :class:`VoxelMambaLayer`: one Mamba "trans" block in forward order (unidirectional);
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from nnmamba_monai.blocks.mic import to_sequence, to_volume
+from nnmamba_monai.blocks.voxel_sequence import on_voxel_sequence
 from nnmamba_monai.ssm import Mamba
 
 __all__ = [
@@ -130,7 +130,8 @@ class _NormedSequenceLayer(_VolumeLayer):
         raise NotImplementedError
 
     def _mix(self, x: torch.Tensor) -> torch.Tensor:
-        return to_volume(self._sequence_mixer()(self.norm(to_sequence(x))), x.shape[2:])
+        mixer = self._sequence_mixer()
+        return on_voxel_sequence(lambda seq: mixer(self.norm(seq)), x)
 
 
 class VoxelMambaLayer(_NormedSequenceLayer):
@@ -253,7 +254,7 @@ class MultiVoxelMambaLayer(_VolumeLayer):
         outs = []
         for order, mixer in zip(self.axis_orders, self.directions):
             permuted = x.permute(0, 1, *(2 + a for a in order))
-            mixed = to_volume(mixer(to_sequence(permuted)), permuted.shape[2:])
+            mixed = on_voxel_sequence(mixer, permuted)
             inverse = sorted(range(3), key=lambda axis: order[axis])  # position of each original axis
             outs.append(mixed.permute(0, 1, *(2 + p for p in inverse)))
         return torch.stack(outs, dim=0).mean(dim=0)
