@@ -116,21 +116,26 @@ class _VolumeLayer(nn.Module):
 
 
 class _NormedSequenceLayer(_VolumeLayer):
-    """LayerNorm over the voxel sequence, then a sequence mixer the subclass builds (state dict: ``norm`` first)."""
+    """LayerNorm over the voxel sequence, then one sequence mixer of class ``mixer_cls``.
+
+    The mixer is stored under ``mixer_name`` (the authors' attribute name), after ``norm`` in the state dict.
+    """
 
     d_state_cap: int
+    mixer_cls: type[nn.Module]
+    mixer_name: str
 
-    def __init__(self, channels: int, d_state: int | None) -> None:
+    def __init__(
+        self, channels: int, d_state: int | None = None, d_conv: int = 4, expand: int = 2, backend: str = "auto"
+    ) -> None:
         super().__init__()
         self.channels = channels
         self.d_state = default_d_state(channels, self.d_state_cap) if d_state is None else d_state
         self.norm = nn.LayerNorm(channels)
-
-    def _sequence_mixer(self) -> nn.Module:
-        raise NotImplementedError
+        self.add_module(self.mixer_name, self.mixer_cls(channels, self.d_state, d_conv, expand, backend))
 
     def _mix(self, x: torch.Tensor) -> torch.Tensor:
-        mixer = self._sequence_mixer()
+        mixer = getattr(self, self.mixer_name)
         return on_voxel_sequence(lambda seq: mixer(self.norm(seq)), x)
 
 
@@ -149,42 +154,23 @@ class VoxelMambaLayer(_NormedSequenceLayer):
     """
 
     d_state_cap = 64
-
-    def __init__(
-        self, channels: int, d_state: int | None = None, d_conv: int = 4, expand: int = 2, backend: str = "auto"
-    ) -> None:
-        super().__init__(channels, d_state)
-        self.block = MambaTransBlock(channels, self.d_state, d_conv, expand, backend)
-
-    def _sequence_mixer(self) -> nn.Module:
-        return self.block
+    mixer_cls = MambaTransBlock
+    mixer_name = "block"
 
 
 class BiVoxelMambaLayer(_NormedSequenceLayer):
     """Bidirectional voxel Mamba (BiSegMamba, SegMambaSkip): LayerNorm, then :class:`BiMambaTransBlock`.
 
     Tokens are the voxels in row-major (H, W, D) order, D fastest; the backward block reads them from the
-    last voxel (H-1, W-1, D-1) to the first.
-
-    Args:
-        channels: C of the feature map.
-        d_state: Mamba state size; None = min(C, 256) as in the paper's bidirectional and skip networks.
-        d_conv, expand: Mamba settings (paper: 4, 2).
-        backend: selective-scan backend.
+    last voxel (H-1, W-1, D-1) to the first. Arguments as :class:`VoxelMambaLayer`, but ``d_state`` None means
+    min(C, 256), as in the paper's bidirectional and skip networks.
 
     Input/output (B, C, H, W, D) (any number of spatial axes). State dict keys: ``norm``, ``mixer``.
     """
 
     d_state_cap = 256
-
-    def __init__(
-        self, channels: int, d_state: int | None = None, d_conv: int = 4, expand: int = 2, backend: str = "auto"
-    ) -> None:
-        super().__init__(channels, d_state)
-        self.mixer = BiMambaTransBlock(channels, self.d_state, d_conv, expand, backend)
-
-    def _sequence_mixer(self) -> nn.Module:
-        return self.mixer
+    mixer_cls = BiMambaTransBlock
+    mixer_name = "mixer"
 
 
 def _check_axis_orders(axis_orders: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:

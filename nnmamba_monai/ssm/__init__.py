@@ -3,7 +3,6 @@
 from nnmamba_monai.ssm.dispatch import (
     BACKENDS,
     ENV_VAR,
-    REGISTRY,
     ScanBackend,
     available_backends,
     register_backend,
@@ -17,7 +16,6 @@ __all__ = [
     "BACKENDS",
     "ENV_VAR",
     "Mamba",
-    "REGISTRY",
     "ScanBackend",
     "available_backends",
     "register_backend",
