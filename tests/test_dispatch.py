@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnmamba_monai.ssm import ENV_VAR, available_backends, dispatch, resolve_backend, selective_scan
+from nnmamba_monai.ssm import (
+    ENV_VAR,
+    ScanBackend,
+    available_backends,
+    dispatch,
+    resolve_backend,
+    selective_scan,
+    selective_scan_torch,
+)
 from tests.helpers import random_scan_inputs
 
 CPU = torch.device("cpu")
@@ -54,6 +62,56 @@ def test_auto_prefers_triton_then_mamba_ssm_on_cuda(monkeypatch):
     assert resolve_backend("auto", cuda) == "mamba_ssm"
     monkeypatch.setattr(dispatch.scan_mamba_ssm, "is_available", lambda: False)
     assert resolve_backend("auto", cuda) == "torch"
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """A copy of the backend registry that a test may extend; the real one is restored afterwards."""
+    monkeypatch.setattr(dispatch, "REGISTRY", dict(dispatch.REGISTRY))
+    monkeypatch.setattr(dispatch, "_BY_PRIORITY", list(dispatch._BY_PRIORITY))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    return dispatch.REGISTRY
+
+
+def test_builtin_registry_matches_the_documented_order():
+    names = [entry.name for entry in dispatch._BY_PRIORITY]
+    assert names == ["triton", "mamba_ssm", "torch"]
+    assert dispatch.BACKENDS == ("auto", "torch", "triton", "mamba_ssm")
+
+
+def test_a_new_backend_is_one_entry(scratch_registry):
+    """One register_backend call: selectable by name and by the env var, chosen by auto by priority and device."""
+    calls = []
+
+    def doubling_scan(*args):
+        calls.append(len(args))
+        return selective_scan_torch(*args) * 2
+
+    dispatch.register_backend(
+        ScanBackend("doubling", doubling_scan, priority=5, unavailable=lambda device: None, auto_devices=("cpu",))
+    )
+    inp = random_scan_inputs(1, 2, 5, 3)
+    args = (inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"])
+    torch.testing.assert_close(selective_scan(*args, backend="doubling"), 2 * selective_scan_torch(*args))
+    assert calls == [10]  # the ten positional arguments of selective_scan before ``backend``
+    assert resolve_backend("auto", CPU) == "doubling"  # priority 5 beats torch's 0 on CPU
+    assert resolve_backend("auto", torch.device("meta")) == "torch"  # not offered automatically there
+    assert "doubling" in available_backends()
+    with pytest.raises(ValueError, match="'doubling'"):
+        resolve_backend("nonsense", CPU)  # the error lists every registered name
+
+
+def test_explicit_request_of_an_unavailable_backend_says_why(scratch_registry, monkeypatch):
+    dispatch.register_backend(
+        ScanBackend("far_away", selective_scan_torch, priority=99, unavailable=lambda device: "needs a quantum GPU")
+    )
+    assert resolve_backend("auto", CPU) == "torch"
+    assert "far_away" not in available_backends()
+    monkeypatch.setenv(ENV_VAR, "far_away")
+    with pytest.raises(RuntimeError, match="backend 'far_away' needs a quantum GPU"):
+        resolve_backend("auto", CPU)
+    with pytest.raises(ValueError, match="reserved|automatic choice"):
+        dispatch.register_backend(ScanBackend("auto", selective_scan_torch, 0, lambda device: None))
 
 
 @pytest.mark.parametrize(

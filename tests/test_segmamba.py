@@ -201,39 +201,23 @@ def test_gradients_reach_every_mamba_parameter(net_cls):
 
 
 @pytest.mark.parametrize("layer_cls", [VoxelMambaLayer, BiVoxelMambaLayer, MultiVoxelMambaLayer])
-def test_mamba_runs_in_float32_under_bfloat16_autocast(layer_cls):
+def test_voxel_layers_follow_autocast_like_any_layer(layer_cls):
+    """No autocast override in the layer: its Mamba projections run in bfloat16 under autocast (the scan keeps a
+    float32 state by the engine's policy), and the result stays close to the float32 one."""
     torch.manual_seed(0)
     layer = layer_cls(4)
-    seen = []
-
-    def record(module, inputs, output):
-        seen.append((inputs[0].dtype, output.dtype))
-
+    projected = set()
     for m in layer.modules():
         if isinstance(m, Mamba):
-            m.register_forward_hook(record)
+            m.in_proj.register_forward_hook(lambda module, inputs, output: projected.add(output.dtype))
     x = torch.randn(1, 4, 4, 4, 4)
     reference = layer(x)
-    seen.clear()
+    projected.clear()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = layer(x)
-        out_bf16_input = layer(x.bfloat16())
-    assert seen and set(seen) == {(torch.float32, torch.float32)}
-    # autocast is off inside: a float32 input gives the float32 result bit for bit
-    torch.testing.assert_close(out, reference, rtol=0, atol=0)
-    assert out_bf16_input.dtype == torch.bfloat16
-
-
-def test_network_under_autocast_feeds_mamba_float32():
-    net = MultiSegMamba(in_channels=1, out_channels=2, filters=(4, 8), strides=(1, 2))
-    seen = set()
-    for m in net.modules():
-        if isinstance(m, Mamba):
-            m.register_forward_pre_hook(lambda module, inputs: seen.add(inputs[0].dtype))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = net(torch.randn(1, 1, 8, 8, 8))
-    assert seen == {torch.float32}
-    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+    assert projected == {torch.bfloat16}
+    assert torch.isfinite(out).all()
+    assert float((out.float() - reference).norm() / reference.norm()) < 5e-2
 
 
 @pytest.mark.parametrize("net_cls", NETS)

@@ -1,36 +1,24 @@
 """nnMamba's SSM-in-convolution layers: MIC and MICCSS (Mamba-In-Convolution with Channel-Spatial Siamese input).
 
 Both take a feature map (B, C, H, W, D), flatten it to a voxel sequence (B, L, C) with L = H*W*D in
-row-major (H, W, D) order (D fastest), run a :class:`~nnmamba_monai.ssm.Mamba` over it and reshape back.
+row-major (H, W, D) order (D fastest; :mod:`~nnmamba_monai.blocks.voxel_sequence`), run a
+:class:`~nnmamba_monai.ssm.Mamba` over it and reshape back.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from monai.networks.layers.factories import Conv, Norm
 
+from nnmamba_monai.blocks.voxel_sequence import on_voxel_sequence
 from nnmamba_monai.ssm import Mamba
 
-__all__ = ["MICLayer", "MICCSSLayer", "to_sequence", "to_volume"]
-
-
-def to_sequence(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, *spatial) -> (B, L, C), L = prod(spatial) in row-major order (last spatial axis fastest)."""
-    return x.flatten(2).transpose(1, 2)
-
-
-def to_volume(seq: torch.Tensor, spatial: torch.Size | tuple[int, ...]) -> torch.Tensor:
-    """(B, L, C) -> (B, C, *spatial), inverse of :func:`to_sequence`."""
-    return seq.transpose(1, 2).reshape(seq.shape[0], seq.shape[2], *spatial)
+__all__ = ["MICLayer", "MICCSSLayer"]
 
 
 def _conv1x1(spatial_dims: int, channels: int) -> nn.Module:
-    conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
-    return conv(channels, channels, kernel_size=1, bias=False)
-
-
-def _norm(spatial_dims: int, channels: int) -> nn.Module:
-    return nn.BatchNorm3d(channels) if spatial_dims == 3 else nn.BatchNorm2d(channels)
+    return Conv[Conv.CONV, spatial_dims](channels, channels, kernel_size=1, bias=False)
 
 
 class MICLayer(nn.Module):
@@ -56,14 +44,13 @@ class MICLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.nin = _conv1x1(spatial_dims, channels)
-        self.norm = _norm(spatial_dims, channels)
+        self.norm = Norm[Norm.BATCH, spatial_dims](channels)
         self.relu = nn.ReLU(inplace=True)
         self.mamba = Mamba(d_model=channels, d_state=d_state, d_conv=d_conv, expand=expand, backend=backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, *spatial) -> (B, C, *spatial)."""
-        a = self.relu(self.norm(self.nin(x)))
-        return to_volume(self.mamba(to_sequence(a)), a.shape[2:])
+        return on_voxel_sequence(self.mamba, self.relu(self.norm(self.nin(x))))
 
 
 class MICCSSLayer(nn.Module):
@@ -100,9 +87,9 @@ class MICCSSLayer(nn.Module):
         self.cross_scan = cross_scan
         self.nin = _conv1x1(spatial_dims, channels)
         self.nin2 = _conv1x1(spatial_dims, channels)
-        self.norm2 = _norm(spatial_dims, channels)
+        self.norm2 = Norm[Norm.BATCH, spatial_dims](channels)
         self.relu2 = nn.ReLU(inplace=True)
-        self.norm = _norm(spatial_dims, channels)
+        self.norm = Norm[Norm.BATCH, spatial_dims](channels)
         self.relu = nn.ReLU(inplace=True)
         self.mamba = Mamba(d_model=channels, d_state=d_state, d_conv=d_conv, expand=expand, backend=backend)
 
@@ -117,6 +104,5 @@ class MICCSSLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, *spatial) -> (B, C, *spatial)."""
         a = self.relu(self.norm(self.nin(x)))
-        seq = to_sequence(a)
-        mixed = self._siamese_scan(seq) if self.cross_scan else self.mamba(seq)
-        return self.relu2(self.norm2(self.nin2(to_volume(mixed, a.shape[2:]) + a)))
+        mixed = on_voxel_sequence(self._siamese_scan if self.cross_scan else self.mamba, a)
+        return self.relu2(self.norm2(self.nin2(mixed + a)))

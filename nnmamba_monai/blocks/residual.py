@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from monai.networks.layers.factories import Conv, Norm
 
 __all__ = ["DoubleConv", "ResidualBlock", "make_stage"]
-
-
-def _conv(spatial_dims: int):
-    return nn.Conv3d if spatial_dims == 3 else nn.Conv2d
-
-
-def _bn(spatial_dims: int):
-    return nn.BatchNorm3d if spatial_dims == 3 else nn.BatchNorm2d
 
 
 class DoubleConv(nn.Module):
@@ -32,7 +25,7 @@ class DoubleConv(nn.Module):
         self, spatial_dims: int, in_channels: int, out_channels: int, stride: int = 1, final_act: bool = True
     ) -> None:
         super().__init__()
-        conv, bn = _conv(spatial_dims), _bn(spatial_dims)
+        conv, bn = Conv[Conv.CONV, spatial_dims], Norm[Norm.BATCH, spatial_dims]
         self.conv = nn.Sequential(
             conv(in_channels, out_channels, kernel_size=3, stride=stride, padding=1),
             bn(out_channels),
@@ -72,7 +65,7 @@ class ResidualBlock(nn.Module):
         ssm_layer: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        conv, bn = _conv(spatial_dims), _bn(spatial_dims)
+        conv, bn = Conv[Conv.CONV, spatial_dims], Norm[Norm.BATCH, spatial_dims]
         self.conv1 = conv(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn1 = bn(out_channels)
         self.relu = nn.ReLU(inplace=True)

@@ -1,7 +1,7 @@
 """Voxel-level Mamba layers of the "Taming Mambas" family (Lumetti et al., arXiv 2410.15496).
 
 A feature map (B, C, H, W, D) is read as a sequence of B x (H*W*D) voxel tokens of width C, in row-major
-order of its axes (the last axis, D, fastest; see :func:`~nnmamba_monai.blocks.to_sequence`). Three ways
+order of its axes (the last axis, D, fastest; see :mod:`~nnmamba_monai.blocks.voxel_sequence`). Three ways
 of scanning it:
 
 - :class:`VoxelMambaLayer`: one Mamba "trans" block in forward order (unidirectional);
@@ -10,8 +10,9 @@ of scanning it:
 - :class:`MultiVoxelMambaLayer`: four bidirectional mixers, each on the voxels read in a different axis order
   (H, W, D), (H, D, W), (W, H, D), (D, H, W), permuted back and averaged per voxel (multi-directional).
 
-The Mamba path always runs in the parameters' precision (float32 in mixed-precision training) with autocast
-switched off: under float16/bfloat16 autocast the selective scan of long voxel sequences produces NaN.
+Under ``torch.autocast`` these layers run like any other layer (the authors' code switched autocast off
+around them); the selective scan inside keeps its float32 state by the policy of
+:mod:`nnmamba_monai.ssm.precision`, the same for every network family.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from nnmamba_monai.blocks.mic import to_sequence, to_volume
+from nnmamba_monai.blocks.voxel_sequence import on_voxel_sequence
 from nnmamba_monai.ssm import Mamba
 
 __all__ = [
@@ -92,12 +93,8 @@ class BiMambaTransBlock(nn.Module):
         return self.norm(self.fwd(seq) + self.bwd(seq.flip(1)).flip(1))
 
 
-class _FullPrecisionVolumeLayer(nn.Module):
-    """Runs :meth:`_mix` on (B, C, *spatial) outside autocast, in the parameters' dtype.
-
-    The input is cast to the parameters' dtype (float32 under mixed precision) and the result back to the
-    input's dtype, so the layer drops into an autocast region like any other module.
-    """
+class _VolumeLayer(nn.Module):
+    """A layer on (B, C, *spatial) feature maps that mixes their voxel sequence (:meth:`_mix`)."""
 
     channels: int
 
@@ -113,30 +110,33 @@ class _FullPrecisionVolumeLayer(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, *spatial) -> (B, C, *spatial), same dtype as x."""
+        """x: (B, C, *spatial) -> (B, C, *spatial)."""
         self._check(x)
-        param_dtype = next(self.parameters()).dtype
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            out = self._mix(x.to(param_dtype))
-        return out.to(x.dtype)
+        return self._mix(x)
 
 
-class _NormedSequenceLayer(_FullPrecisionVolumeLayer):
-    """LayerNorm over the voxel sequence, then a sequence mixer the subclass builds (state dict: ``norm`` first)."""
+class _NormedSequenceLayer(_VolumeLayer):
+    """LayerNorm over the voxel sequence, then one sequence mixer of class ``mixer_cls``.
+
+    The mixer is stored under ``mixer_name`` (the authors' attribute name), after ``norm`` in the state dict.
+    """
 
     d_state_cap: int
+    mixer_cls: type[nn.Module]
+    mixer_name: str
 
-    def __init__(self, channels: int, d_state: int | None) -> None:
+    def __init__(
+        self, channels: int, d_state: int | None = None, d_conv: int = 4, expand: int = 2, backend: str = "auto"
+    ) -> None:
         super().__init__()
         self.channels = channels
         self.d_state = default_d_state(channels, self.d_state_cap) if d_state is None else d_state
         self.norm = nn.LayerNorm(channels)
-
-    def _sequence_mixer(self) -> nn.Module:
-        raise NotImplementedError
+        self.add_module(self.mixer_name, self.mixer_cls(channels, self.d_state, d_conv, expand, backend))
 
     def _mix(self, x: torch.Tensor) -> torch.Tensor:
-        return to_volume(self._sequence_mixer()(self.norm(to_sequence(x))), x.shape[2:])
+        mixer = getattr(self, self.mixer_name)
+        return on_voxel_sequence(lambda seq: mixer(self.norm(seq)), x)
 
 
 class VoxelMambaLayer(_NormedSequenceLayer):
@@ -154,42 +154,23 @@ class VoxelMambaLayer(_NormedSequenceLayer):
     """
 
     d_state_cap = 64
-
-    def __init__(
-        self, channels: int, d_state: int | None = None, d_conv: int = 4, expand: int = 2, backend: str = "auto"
-    ) -> None:
-        super().__init__(channels, d_state)
-        self.block = MambaTransBlock(channels, self.d_state, d_conv, expand, backend)
-
-    def _sequence_mixer(self) -> nn.Module:
-        return self.block
+    mixer_cls = MambaTransBlock
+    mixer_name = "block"
 
 
 class BiVoxelMambaLayer(_NormedSequenceLayer):
     """Bidirectional voxel Mamba (BiSegMamba, SegMambaSkip): LayerNorm, then :class:`BiMambaTransBlock`.
 
     Tokens are the voxels in row-major (H, W, D) order, D fastest; the backward block reads them from the
-    last voxel (H-1, W-1, D-1) to the first.
-
-    Args:
-        channels: C of the feature map.
-        d_state: Mamba state size; None = min(C, 256) as in the paper's bidirectional and skip networks.
-        d_conv, expand: Mamba settings (paper: 4, 2).
-        backend: selective-scan backend.
+    last voxel (H-1, W-1, D-1) to the first. Arguments as :class:`VoxelMambaLayer`, but ``d_state`` None means
+    min(C, 256), as in the paper's bidirectional and skip networks.
 
     Input/output (B, C, H, W, D) (any number of spatial axes). State dict keys: ``norm``, ``mixer``.
     """
 
     d_state_cap = 256
-
-    def __init__(
-        self, channels: int, d_state: int | None = None, d_conv: int = 4, expand: int = 2, backend: str = "auto"
-    ) -> None:
-        super().__init__(channels, d_state)
-        self.mixer = BiMambaTransBlock(channels, self.d_state, d_conv, expand, backend)
-
-    def _sequence_mixer(self) -> nn.Module:
-        return self.mixer
+    mixer_cls = BiMambaTransBlock
+    mixer_name = "mixer"
 
 
 def _check_axis_orders(axis_orders: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
@@ -201,7 +182,7 @@ def _check_axis_orders(axis_orders: Sequence[Sequence[int]]) -> tuple[tuple[int,
     return orders
 
 
-class MultiVoxelMambaLayer(_FullPrecisionVolumeLayer):
+class MultiVoxelMambaLayer(_VolumeLayer):
     """Multi-directional voxel Mamba (MultiSegMamba): bidirectional mixers over several axis orders, averaged.
 
     For each axis order (slowest axis first; 0 = H, 1 = W, 2 = D) the volume is permuted to that order,
@@ -259,7 +240,7 @@ class MultiVoxelMambaLayer(_FullPrecisionVolumeLayer):
         outs = []
         for order, mixer in zip(self.axis_orders, self.directions):
             permuted = x.permute(0, 1, *(2 + a for a in order))
-            mixed = to_volume(mixer(to_sequence(permuted)), permuted.shape[2:])
+            mixed = on_voxel_sequence(mixer, permuted)
             inverse = sorted(range(3), key=lambda axis: order[axis])  # position of each original axis
             outs.append(mixed.permute(0, 1, *(2 + p for p in inverse)))
         return torch.stack(outs, dim=0).mean(dim=0)

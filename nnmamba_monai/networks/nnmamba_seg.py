@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from monai.networks.layers.factories import Conv
 
 from nnmamba_monai.blocks import DoubleConv, MICCSSLayer, MICLayer, SkipScaling, make_stage
 from nnmamba_monai.blocks.checked_conv import use_checked_convs
@@ -97,7 +98,7 @@ class nnMambaSeg(nn.Module):  # noqa: N801 - the published name
         self.conv7 = DoubleConv(spatial_dims, 3 * c, c)
         self.conv8 = DoubleConv(spatial_dims, c, out_channels, final_act=out_relu)
         if self.deep_supervision:
-            conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
+            conv = Conv[Conv.CONV, spatial_dims]
             self.ds1_cls_conv = conv(c, out_channels, kernel_size=1)
             self.ds2_cls_conv = conv(2 * c, out_channels, kernel_size=1)
             self.ds3_cls_conv = conv(4 * c, out_channels, kernel_size=1)

@@ -1,6 +1,14 @@
 """The SSM engine: a Mamba-1 layer and the selective scan behind interchangeable backends."""
 
-from nnmamba_monai.ssm.dispatch import BACKENDS, ENV_VAR, available_backends, resolve_backend, selective_scan
+from nnmamba_monai.ssm.dispatch import (
+    BACKENDS,
+    ENV_VAR,
+    ScanBackend,
+    available_backends,
+    register_backend,
+    resolve_backend,
+    selective_scan,
+)
 from nnmamba_monai.ssm.mamba import Mamba
 from nnmamba_monai.ssm.scan_torch import selective_scan_torch
 
@@ -8,7 +16,9 @@ __all__ = [
     "BACKENDS",
     "ENV_VAR",
     "Mamba",
+    "ScanBackend",
     "available_backends",
+    "register_backend",
     "resolve_backend",
     "selective_scan",
     "selective_scan_torch",

@@ -16,19 +16,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nnmamba_monai.ssm.precision import compute_dtype
+
 CHUNK_LEN = 16  # tokens solved in closed form at once (power of two; 16 timed fastest on CPU)
 BLOCK_ELEMENTS = 1 << 20  # state elements (B * D * tokens * N) handled per block
 MAX_LOG_RANGE = 60.0  # largest |A| * (Delta_t - Delta_0) allowed inside a chunk (exp(60) ~ 1e26)
-
-
-def compute_dtype(
-    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor
-) -> torch.dtype:
-    """float64 when any of the scan's inputs is float64, else float32: the dtype the state is accumulated in."""
-    wide = torch.float64
-    if u.dtype == wide or delta.dtype == wide or A.dtype == wide or B.dtype == wide or C.dtype == wide:
-        return wide
-    return torch.float32
 
 
 def chunk_len_for_block(

@@ -1,15 +1,19 @@
-"""One entry point, ``selective_scan``, over interchangeable backends.
+"""One entry point, ``selective_scan``, over a registry of interchangeable backends.
 
 Choice order: the ``backend`` argument when it is not ``"auto"``, else the environment variable
-``NNMAMBA_SSM_BACKEND``, else automatic: on CUDA tensors ``triton`` when Triton imports, then ``mamba_ssm``
-when installed, then ``torch``; on any other device ``torch``.
+``NNMAMBA_SSM_BACKEND``, else automatic: the highest-priority registered backend that is available for the
+input's device. With the built-in entries that is, on CUDA tensors, ``triton`` when Triton imports, then
+``mamba_ssm`` when installed, then ``torch``; on any other device ``torch``.
+
+A backend is one :class:`ScanBackend` entry in ``REGISTRY`` (see CONTRIBUTING.md); :func:`register_backend`
+adds one at run time.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -17,10 +21,44 @@ import torch
 from nnmamba_monai.ssm import scan_mamba_ssm
 from nnmamba_monai.ssm.scan_torch import selective_scan_torch
 
-__all__ = ["BACKENDS", "ENV_VAR", "available_backends", "resolve_backend", "selective_scan"]
+__all__ = [
+    "BACKENDS",
+    "ENV_VAR",
+    "REGISTRY",
+    "ScanBackend",
+    "available_backends",
+    "register_backend",
+    "resolve_backend",
+    "selective_scan",
+]
 
 ENV_VAR = "NNMAMBA_SSM_BACKEND"
-BACKENDS = ("auto", "torch", "triton", "mamba_ssm")
+
+
+@dataclass(frozen=True)
+class ScanBackend:
+    """One selective-scan implementation, as the dispatcher sees it.
+
+    Args:
+        name: the value of ``backend=`` and of ``NNMAMBA_SSM_BACKEND`` that selects it.
+        fn: the scan, called with the ten arguments of :func:`selective_scan` before ``backend``, positionally.
+            It imports its own dependencies on first call, so that registering costs no import.
+        priority: automatic choice takes the available backend with the highest priority.
+        unavailable: (device) -> None when the backend can run on tensors of that device here, else why not
+            (the error message of an explicit request, after "backend '<name>' ").
+        auto_devices: device types on which automatic choice may take it; None for every device type.
+    """
+
+    name: str
+    fn: Callable
+    priority: int
+    unavailable: Callable[[torch.device], str | None]
+    auto_devices: tuple[str, ...] | None = None
+
+    def picked_automatically(self, device: torch.device) -> bool:
+        """Whether automatic choice may take this backend for tensors on ``device``."""
+        on_device = self.auto_devices is None or device.type in self.auto_devices
+        return on_device and self.unavailable(device) is None
 
 
 # Looked up once at import (find_spec does not import triton): torch.compile cannot trace importlib calls, and
@@ -35,49 +73,87 @@ def _triton_available() -> bool:
     return _TRITON_FOUND
 
 
-def available_backends() -> list[str]:
-    """Backends whose dependencies are importable on this machine (``torch`` always is)."""
-    found = ["torch"]
+def _triton_unavailable(device: torch.device) -> str | None:
+    # Any device: on CPU tensors the Triton scan itself explains that it needs TRITON_INTERPRET=1.
     if _triton_available():
-        found.append("triton")
-    if scan_mamba_ssm.is_available():
-        found.append("mamba_ssm")
-    return found
+        return None
+    return "requested but Triton (or nnmamba_monai.ssm.scan_triton) is not importable"
+
+
+def _triton_scan(*args):
+    # An import statement (not importlib.import_module) so that torch.compile can trace through the dispatch;
+    # importing scan_triton imports triton, hence only here.
+    from nnmamba_monai.ssm import scan_triton
+
+    return scan_triton.selective_scan_triton(*args)
+
+
+def _mamba_ssm_unavailable(device: torch.device) -> str | None:
+    if not scan_mamba_ssm.is_available():
+        return "requested but the mamba_ssm package is not installed"
+    if device.type != "cuda":
+        return f"runs on CUDA tensors only; got tensors on {device}"
+    return None
+
+
+REGISTRY: dict[str, ScanBackend] = {}
+_BY_PRIORITY: list[ScanBackend] = []  # REGISTRY's values, highest priority first (kept sorted on registration)
+
+
+def register_backend(backend: ScanBackend) -> None:
+    """Add (or replace, by name) a backend; ``"auto"`` is reserved."""
+    if backend.name == "auto":
+        raise ValueError("'auto' is the automatic choice, not a backend name")
+    REGISTRY[backend.name] = backend
+    _BY_PRIORITY[:] = sorted(REGISTRY.values(), key=lambda entry: -entry.priority)
+
+
+register_backend(ScanBackend("torch", selective_scan_torch, priority=0, unavailable=lambda device: None))
+register_backend(
+    ScanBackend("triton", _triton_scan, priority=20, unavailable=_triton_unavailable, auto_devices=("cuda",))
+)
+register_backend(
+    ScanBackend(
+        "mamba_ssm",
+        scan_mamba_ssm.selective_scan_mamba_ssm,
+        priority=10,
+        unavailable=_mamba_ssm_unavailable,
+        auto_devices=("cuda",),
+    )
+)
+
+BACKENDS = ("auto", *REGISTRY)  # the built-in choices: ("auto", "torch", "triton", "mamba_ssm")
+
+
+def available_backends() -> list[str]:
+    """Registered backends that can run on this machine (``torch`` always can), in registration order.
+
+    Each is asked about the first device type automatic choice may take it for (CPU when any).
+    """
+    return [
+        name
+        for name, entry in REGISTRY.items()
+        if entry.unavailable(torch.device(entry.auto_devices[0] if entry.auto_devices else "cpu")) is None
+    ]
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """The concrete backend name for ``backend`` (argument, env var or auto) on ``device``."""
     requested = backend if backend != "auto" else os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
-    if requested not in BACKENDS:
+    if requested == "auto":
+        for entry in _BY_PRIORITY:
+            if entry.picked_automatically(device):
+                return entry.name
+        raise RuntimeError(f"no selective-scan backend is available for tensors on {device}")
+    if requested not in REGISTRY:
         raise ValueError(
             f"unknown selective-scan backend {requested!r} (from "
-            f"{'the backend argument' if backend != 'auto' else ENV_VAR}); choose one of {BACKENDS}"
+            f"{'the backend argument' if backend != 'auto' else ENV_VAR}); choose one of {('auto', *REGISTRY)}"
         )
-    if requested == "auto":
-        if device.type == "cuda":
-            if _triton_available():
-                return "triton"
-            if scan_mamba_ssm.is_available():
-                return "mamba_ssm"
-        return "torch"
-    if requested == "mamba_ssm" and not scan_mamba_ssm.is_available():
-        raise RuntimeError("backend 'mamba_ssm' requested but the mamba_ssm package is not installed")
-    if requested == "mamba_ssm" and device.type != "cuda":
-        raise RuntimeError(f"backend 'mamba_ssm' runs on CUDA tensors only; got tensors on {device}")
-    if requested == "triton" and not _triton_available():
-        raise RuntimeError("backend 'triton' requested but Triton (or nnmamba_monai.ssm.scan_triton) is not importable")
+    reason = REGISTRY[requested].unavailable(device)
+    if reason is not None:
+        raise RuntimeError(f"backend {requested!r} {reason}")
     return requested
-
-
-def _backend_fn(name: str) -> Callable:
-    if name == "torch":
-        return selective_scan_torch
-    if name == "mamba_ssm":
-        return scan_mamba_ssm.selective_scan_mamba_ssm
-    # An import statement (not importlib.import_module) so that torch.compile can trace through the dispatch.
-    from nnmamba_monai.ssm import scan_triton
-
-    return scan_triton.selective_scan_triton
 
 
 def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
@@ -116,6 +192,9 @@ def selective_scan(
 ):
     """Mamba-1 selective scan with ``mamba_ssm.selective_scan_fn``'s arguments and output.
 
+    Every backend follows the precision policy of :mod:`nnmamba_monai.ssm.precision` (float32 state, output
+    in u's dtype, the same under autocast as outside it).
+
     Args:
         u, delta: (B, D_inner, L) input and time step.
         A: (D_inner, N) state matrix (diagonal per channel; negative for a stable scan).
@@ -125,11 +204,11 @@ def selective_scan(
         delta_bias: (D_inner,) added to delta before ``delta_softplus``.
         delta_softplus: apply softplus to the (biased) delta.
         return_last_state: also return the final state (B, D_inner, N).
-        backend: "auto", "torch", "triton" or "mamba_ssm" (see the module docstring).
+        backend: "auto" or a registered name: "torch", "triton", "mamba_ssm" (see the module docstring).
     Returns:
         (B, D_inner, L) in u's dtype; with ``return_last_state`` a tuple (out, last_state).
     """
-    if not torch.jit.is_tracing():  # a trace records tensor ops only; the eager call checked the shapes
+    if not torch.jit.is_tracing():  # a trace records tensor ops only: the eager call checked the shapes
         _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     name = resolve_backend(backend, u.device)
-    return _backend_fn(name)(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    return REGISTRY[name].fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

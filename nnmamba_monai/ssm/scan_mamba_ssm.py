@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import torch
-
 __all__ = ["is_available", "selective_scan_mamba_ssm"]
 
 
@@ -14,30 +12,14 @@ def is_available() -> bool:
     return importlib.util.find_spec("mamba_ssm") is not None
 
 
-def selective_scan_mamba_ssm(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-):
-    """Call ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` (CUDA tensors only)."""
+def selective_scan_mamba_ssm(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                             return_last_state=False):  # fmt: skip
+    """``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` on contiguous copies (CUDA tensors only).
+
+    Arguments and result as :func:`nnmamba_monai.ssm.selective_scan` (without ``backend``).
+    """
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
-    return selective_scan_fn(
-        u.contiguous(),
-        delta.contiguous(),
-        A.contiguous(),
-        B.contiguous(),
-        C.contiguous(),
-        D,
-        z.contiguous() if z is not None else None,
-        delta_bias,
-        delta_softplus,
-        return_last_state,
-    )
+    u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
+    z = z.contiguous() if z is not None else None
+    return selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

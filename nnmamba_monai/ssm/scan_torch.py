@@ -23,7 +23,8 @@ every gradient is then a product of ``lambda``, the recomputed states and the in
 graph is built: the forward keeps only the state entering each block (a few KiB per block), the backward
 recomputes the block from it.
 
-The state is accumulated in float32 (float64 when an input is float64) whatever the input dtype. The
+Precision follows :mod:`nnmamba_monai.ssm.precision`: the state is accumulated in float32 (float64 when an
+input is float64) whatever the input dtype, with autocast off in the forward and the backward. The
 block-level computation lives in :mod:`nnmamba_monai.ssm._chunked_scan`.
 """
 
@@ -35,6 +36,7 @@ import torch
 
 from nnmamba_monai.ssm import _chunked_scan
 from nnmamba_monai.ssm._chunked_scan import block_backward, block_bounds, scan_blocks
+from nnmamba_monai.ssm.precision import autocast_off
 
 __all__ = ["selective_scan_torch", "scan_core"]
 
@@ -46,6 +48,7 @@ class _SelectiveScan(torch.autograd.Function):
     """
 
     @staticmethod
+    @autocast_off
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):  # noqa: D102
         block_elements = _chunked_scan.BLOCK_ELEMENTS  # read at call time (tests make it small to get many blocks)
         out, h, entries, chunk_lens = scan_blocks(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_elements)
@@ -55,6 +58,7 @@ class _SelectiveScan(torch.autograd.Function):
         return out, h
 
     @staticmethod
+    @autocast_off
     def backward(ctx, grad_out, grad_last):  # noqa: D102
         u, delta, A, B, C, D, z, delta_bias, *entries = ctx.saved_tensors
         compute = entries[0].dtype

@@ -73,7 +73,8 @@ Registration
 The forward and the backward are ``torch.library.triton_op`` operators (``nnmamba::selective_scan_fwd`` /
 ``nnmamba::selective_scan_bwd``) with the autograd rule attached by ``torch.library.register_autograd``, so
 ``torch.compile`` traces through them instead of breaking the graph on an ``autograd.Function``. They accept
-any floating dtypes (no autocast rule is needed: the kernels cast on load and keep the state in float32).
+any floating dtypes (no autocast rule is needed: the kernels cast on load and keep the state in float32, the
+policy of :mod:`nnmamba_monai.ssm.precision`).
 Under ``TRITON_INTERPRET=1`` (CPU tests) the kernels cannot be traced, so the same functions are registered
 as opaque ``custom_op`` operators with shape-only fake implementations.
 
