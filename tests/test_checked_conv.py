@@ -138,13 +138,17 @@ def test_use_checked_convs_keeps_state_dict_and_parameters():
 
 def test_bf16_training_survives_the_faulty_kernel(monkeypatch, one_thread):
     """The reporter's failure, injected: every third backward of the coarsest decoder convolution (96 -> 32
-    channels on the 2 x 2 x 2 grid) writes NaN into its weight gradient; training stays finite and learns."""
+    channels on the 2 x 2 x 2 grid) writes NaN into its weight gradient; training stays finite and learns as
+    the fault-free run does (the recomputed gradients differ from the bf16 ones by rounding only)."""
     from tests.test_amp_training import train
 
+    clean = train("cpu", torch.bfloat16, steps=60)
     kernel, calls = faulty_kernel(fault_every=3, weight_shape=(32, 96, 3, 3, 3))
     monkeypatch.setattr(checked_conv, "convolution_backward", kernel)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        losses = train("cpu", torch.bfloat16, steps=45)
-    assert calls["faults"] == 15 and calls["fp32"] == 15
-    assert sum(losses[-10:]) < 0.8 * sum(losses[:10])
+        faulted = train("cpu", torch.bfloat16, steps=60)
+    assert calls["faults"] == 20 and calls["fp32"] == 20
+    first, last = sum(faulted[:10]) / 10, sum(faulted[-10:]) / 10
+    assert last < 0.85 * first, f"loss did not decrease: {first:.4f} -> {last:.4f}"
+    assert abs(last - sum(clean[-10:]) / 10) < 0.05 * last, (faulted[-10:], clean[-10:])
