@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from nnmamba_monai.datalist import DATASET_MODULES
-from nnmamba_monai.datalist.common import summarise, write_datalist
+from nnmamba_monai.datalist.common import add_subcommand, summarise, write_datalist
 
 
 def _dataset_modules() -> list:
@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     for module in _dataset_modules():
-        module.add_parser(subparsers)
+        name = module.__name__.rsplit(".", 1)[-1]
+        example = getattr(module, "OUTPUT_EXAMPLE", "configs/datalist.json")
+        module.add_arguments(
+            add_subcommand(subparsers, name, module.SUMMARY, module.__doc__, module.build_from_arguments, example)
+        )
     return parser
 
 

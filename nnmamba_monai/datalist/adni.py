@@ -22,14 +22,17 @@ from typing import Any
 from nnmamba_monai.datalist.common import (
     DatalistError,
     add_fold_arguments,
-    add_subcommand,
     call_with_arguments,
     format_listing,
     relative_path,
 )
 from nnmamba_monai.datalist.folds import fold_datalist
 
-__all__ = ["TASKS", "add_parser", "build_adni_datalist", "parse_label"]
+__all__ = ["TASKS", "add_arguments", "build_from_arguments", "build_adni_datalist", "parse_label"]
+
+# the subcommand's line in ``python -m nnmamba_monai.datalist --help``
+SUMMARY = "ADNI T1 classification (NC vs AD, sMCI vs pMCI) from a CSV of image paths and labels"
+OUTPUT_EXAMPLE = "configs/datalist_nc_ad.json"
 
 TASKS: dict[str, dict[int, tuple[str, ...]]] = {
     "nc_ad": {0: ("NC", "CN"), 1: ("AD", "DEMENTIA")},
@@ -166,21 +169,13 @@ def build_adni_datalist(
     )
 
 
-def _build(args: argparse.Namespace) -> dict[str, Any]:
+def build_from_arguments(args: argparse.Namespace) -> dict[str, Any]:
     return call_with_arguments(build_adni_datalist, args, csv_path=args.csv)  # the other options share parameter names
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register the ``adni`` subcommand."""
-    parser = add_subcommand(
-        subparsers,
-        "adni",
-        "ADNI T1 classification (NC vs AD, sMCI vs pMCI) from a CSV of image paths and labels",
-        __doc__,
-        _build,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The subcommand's options (``--output`` is the command line's own)."""
     parser.add_argument("--csv", required=True, type=Path, help="table with a header line, one row per scan")
-    parser.add_argument("--output", required=True, type=Path, help="datalist JSON, e.g. configs/datalist_nc_ad.json")
     parser.add_argument("--task", choices=sorted(TASKS), default="nc_ad", help="classification task (default nc_ad)")
     parser.add_argument("--dataset_dir", type=Path, help="folder image paths are relative to (default: the CSV's)")
     parser.add_argument("--image_column", default="image", help="column of image paths (default 'image')")
@@ -189,4 +184,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_fold_arguments(parser)
     parser.add_argument("--skip_other_labels", action="store_true", help="drop rows whose label is not of the task")
     parser.add_argument("--delimiter", default=",", help="CSV field separator (default ',')")
-    return parser

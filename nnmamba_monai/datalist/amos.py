@@ -23,9 +23,20 @@ import json
 import re
 from pathlib import Path
 
-from nnmamba_monai.datalist.common import MissingFilesError, add_common_arguments, add_subcommand, relative_path
+from nnmamba_monai.datalist.common import MissingFilesError, add_common_arguments, relative_path
 
-__all__ = ["AMOS_LABELS", "LAST_CT_CASE_ID", "add_parser", "amos_case_id", "build_amos_datalist", "case_modality"]
+__all__ = [
+    "AMOS_LABELS",
+    "LAST_CT_CASE_ID",
+    "add_arguments",
+    "build_from_arguments",
+    "amos_case_id",
+    "build_amos_datalist",
+    "case_modality",
+]
+
+# the subcommand's line in ``python -m nnmamba_monai.datalist --help``
+SUMMARY = "AMOS22 release (dataset.json, imagesTr/labelsTr, imagesVa/labelsVa, imagesTs); CT or MR cases"
 
 LAST_CT_CASE_ID = 500
 MODALITIES = ("ct", "mr", "all")
@@ -149,19 +160,12 @@ def build_amos_datalist(dataset_dir: str | Path, modality: str = "ct") -> dict:
     return {"modality": modality, "num_folds": 2, "training": training, "testing": splits.get("testing", [])}
 
 
-def _build(args: argparse.Namespace) -> dict:
+def build_from_arguments(args: argparse.Namespace) -> dict:
     return build_amos_datalist(args.dataset_dir, args.modality)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``amos`` subcommand."""
-    parser = add_subcommand(
-        subparsers,
-        "amos",
-        "AMOS22 release (dataset.json, imagesTr/labelsTr, imagesVa/labelsVa, imagesTs); CT or MR cases",
-        __doc__,
-        _build,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The subcommand's options (``--output`` is the command line's own)."""
     add_common_arguments(parser, folds=False)
     parser.add_argument(
         "--modality", choices=MODALITIES, default="ct", help="ct: ids <= 500, mr: ids > 500, all: every case"

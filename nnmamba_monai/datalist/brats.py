@@ -23,10 +23,13 @@ import argparse
 import re
 from pathlib import Path
 
-from nnmamba_monai.datalist.common import MissingFilesError, add_common_arguments, add_subcommand, relative_path
+from nnmamba_monai.datalist.common import MissingFilesError, add_common_arguments, relative_path
 from nnmamba_monai.datalist.folds import assign_folds
 
-__all__ = ["BRATS_MODALITIES", "add_parser", "build_brats_datalist", "find_case_dirs"]
+__all__ = ["BRATS_MODALITIES", "add_arguments", "build_from_arguments", "build_brats_datalist", "find_case_dirs"]
+
+# the subcommand's line in ``python -m nnmamba_monai.datalist --help``
+SUMMARY = "BraTS 2023 case folders (BraTS-GLI-xxxxx-yyy/...-{t1n,t1c,t2w,t2f,seg}.nii.gz)"
 
 BRATS_MODALITIES = ("t1n", "t1c", "t2w", "t2f")  # channel order of the bundle's 4-channel input
 LABEL_SUFFIX = "seg"
@@ -90,21 +93,14 @@ def build_brats_datalist(
     return {"num_folds": num_folds, "seed": seed, "training": training}
 
 
-def _build(args: argparse.Namespace) -> dict:
+def build_from_arguments(args: argparse.Namespace) -> dict:
     if not args.unlabelled and not 0 <= args.fold < args.num_folds:
         raise ValueError(f"--fold must be in 0..{args.num_folds - 1}; got {args.fold}")
     return build_brats_datalist(args.dataset_dir, args.num_folds, args.seed, args.unlabelled, args.challenge)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``brats`` subcommand."""
-    parser = add_subcommand(
-        subparsers,
-        "brats",
-        "BraTS 2023 case folders (BraTS-GLI-xxxxx-yyy/...-{t1n,t1c,t2w,t2f,seg}.nii.gz)",
-        __doc__,
-        _build,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The subcommand's options (``--output`` is the command line's own)."""
     add_common_arguments(parser)
     parser.add_argument(
         "--unlabelled",

@@ -87,14 +87,17 @@ def add_subcommand(
     summary: str,
     description: str | None,
     build: Callable[[argparse.Namespace], dict[str, Any]],
+    output_example: str = "configs/datalist.json",
 ) -> argparse.ArgumentParser:
     """Register subcommand ``name`` (``summary`` in the list of datasets, ``description`` verbatim in its
     ``--help``, usually the module docstring). ``build`` turns the parsed arguments into the datalist, which
-    the command line writes to ``--output``: builders return data, only ``__main__`` writes files."""
+    the command line writes to ``--output`` (registered here): builders return data, only ``__main__`` writes
+    files."""
     parser = subparsers.add_parser(
         name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.set_defaults(build=build)
+    parser.add_argument("--output", required=True, type=Path, help=f"datalist JSON to write, e.g. {output_example}")
     return parser
 
 
@@ -109,11 +112,8 @@ def call_with_arguments(function: Callable[..., Any], args: argparse.Namespace, 
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, folds: bool = True) -> None:
-    """``--dataset_dir``, ``--output`` and (``folds=True``) ``--num_folds``, ``--fold``, ``--seed``."""
+    """``--dataset_dir`` and (``folds=True``) ``--num_folds``, ``--seed``, ``--fold``."""
     parser.add_argument("--dataset_dir", required=True, type=Path, help="root of the dataset in its standard layout")
-    parser.add_argument(
-        "--output", required=True, type=Path, help="datalist JSON to write (e.g. configs/datalist.json)"
-    )
     if folds:
         add_fold_arguments(parser)
         parser.add_argument(

@@ -31,7 +31,6 @@ import numpy as np
 from nnmamba_monai.datalist.common import (
     DatalistError,
     add_fold_arguments,
-    add_subcommand,
     call_with_arguments,
     format_listing,
     relative_path,
@@ -39,7 +38,17 @@ from nnmamba_monai.datalist.common import (
 from nnmamba_monai.datalist.folds import fold_datalist
 from nnmamba_monai.landmarks.io import FETAL_CEREBELLUM_LANDMARKS, LandmarkFileError, read_landmark_file
 
-__all__ = ["IMAGE_SUFFIXES", "LANDMARK_SUFFIXES", "add_parser", "build_fetal_datalist", "landmarks_outside_image"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "LANDMARK_SUFFIXES",
+    "add_arguments",
+    "build_from_arguments",
+    "build_fetal_datalist",
+    "landmarks_outside_image",
+]
+
+# the subcommand's line in ``python -m nnmamba_monai.datalist --help``
+SUMMARY = "fetal cerebellum landmarks (TCD, HDV, ADV pairs) from images/ and landmarks/ folders"
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii")
 LANDMARK_SUFFIXES = (".mrk.json", ".json")
@@ -152,25 +161,16 @@ def build_fetal_datalist(
     return fold_datalist(header, entries, num_folds=num_folds, seed=seed, group_key="case_id")
 
 
-def _build(args: argparse.Namespace) -> dict[str, Any]:
+def build_from_arguments(args: argparse.Namespace) -> dict[str, Any]:
     return call_with_arguments(build_fetal_datalist, args)  # every option is named like the builder's parameter
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register the ``fetal`` subcommand."""
-    parser = add_subcommand(
-        subparsers,
-        "fetal",
-        "fetal cerebellum landmarks (TCD, HDV, ADV pairs) from images/ and landmarks/ folders",
-        __doc__,
-        _build,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The subcommand's options (``--output`` is the command line's own)."""
     parser.add_argument("--dataset_dir", required=True, type=Path, help="folder holding images/ and landmarks/")
-    parser.add_argument("--output", required=True, type=Path, help="datalist JSON, e.g. configs/datalist.json")
     parser.add_argument("--images_dir", default="images", help="image sub-folder (default 'images')")
     parser.add_argument("--landmarks_dir", default="landmarks", help="landmark sub-folder (default 'landmarks')")
     add_fold_arguments(parser)
     parser.add_argument(
         "--no_check_bounds", dest="check_bounds", action="store_false", help="allow landmarks outside the image"
     )
-    return parser
