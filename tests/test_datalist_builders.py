@@ -167,3 +167,26 @@ def test_command_line_subcommands_and_error_exit(tmp_path, capsys):
     assert info.value.code == 0
     usage = capsys.readouterr().out
     assert "python -m nnmamba_monai.datalist" in usage and "adni" in usage and "fetal" in usage
+
+
+# ---------------------------------------------------------------- the bundles' fold convention at run time
+
+
+def test_load_fold_splits_by_val_fold_and_reads_hand_written_lists(tmp_path):
+    from nnmamba_monai.datalist import load_fold
+
+    entries = [{"image": f"s{i}.nii.gz", "label": i % 2, "fold": i % 3} for i in range(6)]
+    folded = write_datalist({"training": entries, "testing": [{"image": "t.nii.gz"}]}, tmp_path / "folded.json")
+    for val_fold in range(3):
+        training = load_fold(folded, "training", tmp_path, val_fold, is_segmentation=False)
+        validation = load_fold(folded, "validation", tmp_path, val_fold, is_segmentation=False)
+        assert [e["fold"] for e in validation] == [val_fold, val_fold] and len(training) == 4
+        assert all(e["fold"] != val_fold for e in training) and validation[0]["label"] in (0, 1)
+        assert validation[0]["image"] == str(tmp_path / f"s{val_fold}.nii.gz")
+    assert load_fold(folded, "testing", tmp_path) == [{"image": str(tmp_path / "t.nii.gz")}]
+    # a datalist written by hand with its own validation list (the demo's) is read as written
+    by_hand = write_datalist(
+        {"training": [{"image": "a.nii.gz"}], "validation": [{"image": "b.nii.gz"}]}, tmp_path / "h.json"
+    )
+    assert load_fold(by_hand, "validation", tmp_path, 0) == [{"image": str(tmp_path / "b.nii.gz")}]
+    assert load_fold(by_hand, "training", tmp_path, 0) == [{"image": str(tmp_path / "a.nii.gz")}]
