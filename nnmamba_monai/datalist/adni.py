@@ -170,6 +170,7 @@ def build_adni_datalist(
 
 
 def build_from_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The datalist the parsed command-line options describe."""
     return call_with_arguments(build_adni_datalist, args, csv_path=args.csv)  # the other options share parameter names
 
 

@@ -161,6 +161,7 @@ def build_amos_datalist(dataset_dir: str | Path, modality: str = "ct") -> dict:
 
 
 def build_from_arguments(args: argparse.Namespace) -> dict:
+    """The datalist the parsed command-line options describe."""
     return build_amos_datalist(args.dataset_dir, args.modality)
 
 

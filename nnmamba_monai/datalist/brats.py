@@ -94,6 +94,7 @@ def build_brats_datalist(
 
 
 def build_from_arguments(args: argparse.Namespace) -> dict:
+    """The datalist the parsed command-line options describe."""
     if not args.unlabelled and not 0 <= args.fold < args.num_folds:
         raise ValueError(f"--fold must be in 0..{args.num_folds - 1}; got {args.fold}")
     return build_brats_datalist(args.dataset_dir, args.num_folds, args.seed, args.unlabelled, args.challenge)

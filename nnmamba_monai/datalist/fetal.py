@@ -162,6 +162,7 @@ def build_fetal_datalist(
 
 
 def build_from_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The datalist the parsed command-line options describe."""
     return call_with_arguments(build_fetal_datalist, args)  # every option is named like the builder's parameter
 
 
