@@ -9,6 +9,11 @@ Writes ``<output>/<bundle name>_v<version>.zip`` whose single top-level folder i
 and verify it from ``--url`` when the zip is shipped without weights, ``--exclude_weights``; with the weights
 inside, the same command only checks their hash). Prints and writes ``<zip>.sha256`` (``sha256sum -c``
 format). The weights must be a plain state_dict readable with ``torch.load(..., weights_only=True)``.
+
+The zip is self-contained: the layers a bundle folder shares with others in this repository (files linked from
+``bundles/_shared/``: the AMOS family configs, the multi-GPU fragments, logging.conf) are written into it as
+plain files, and packaging refuses a config that imports another file with a ``%path#id`` macro (MONAI
+resolves that path against the working directory, so it would not travel with the zip).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import yaml
 
 from nnmamba_monai.atomic import atomic_write
 
-__all__ = ["check_state_dict_file", "file_sha256", "package_bundle"]
+__all__ = ["check_self_contained", "check_state_dict_file", "file_sha256", "package_bundle"]
 
 WEIGHTS_RELPATH = "models/model.pt"
 # run outputs, caches and anything a previous packaging left behind are not part of a released bundle
@@ -50,6 +55,30 @@ def _bundle_version(bundle: Path) -> str:
     if not meta.is_file():
         raise FileNotFoundError(f"{bundle} is not a MONAI bundle: {meta} is missing")
     return str(json.loads(meta.read_text()).get("version", "0.0.0"))
+
+
+def _file_macros(node: object) -> list[str]:
+    """``%path/to/file.json#id`` strings in a config tree (a bare ``%id`` stays inside its own file)."""
+    from monai.bundle import ConfigParser
+
+    if isinstance(node, dict):
+        return [m for value in node.values() for m in _file_macros(value)]
+    if isinstance(node, list):
+        return [m for value in node for m in _file_macros(value)]
+    is_macro = isinstance(node, str) and node.startswith("%")
+    return [node] if is_macro and ConfigParser.split_path_id(node[1:])[0] else []
+
+
+def check_self_contained(bundle: str | os.PathLike) -> None:
+    """Raise ValueError if ``bundle`` holds a link or a config that imports a file with a ``%`` macro."""
+    bundle = Path(bundle)
+    links = [str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_symlink()]
+    if links:
+        raise ValueError(f"{bundle} is not self-contained: links {links}")
+    for config in sorted((bundle / "configs").glob("*.json")):
+        macros = _file_macros(json.loads(config.read_text()))
+        if macros:
+            raise ValueError(f"{config} imports other files with {macros}: inline them, the zip must run on its own")
 
 
 def _skipped(_directory: str, names: list[str]) -> list[str]:
@@ -111,7 +140,8 @@ def package_bundle(
     zip_path = output_dir / f"{bundle.name}_v{version}.zip"
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / bundle.name
-        shutil.copytree(bundle, staged, ignore=_skipped)
+        shutil.copytree(bundle, staged, ignore=_skipped)  # symlinks=False: shared layers become plain files
+        check_self_contained(staged)
         (staged / "models").mkdir(exist_ok=True)
         for old in (staged / "models").glob("*.pt"):  # training checkpoints, a previous model.pt
             old.unlink()

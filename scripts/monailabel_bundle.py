@@ -7,7 +7,8 @@ looks in before it would try the model zoo) and writes the inference config MONA
 Label 0.8.5 reads ``configs/inference.json`` only, with the ids ``network_def``, ``pre_transforms`` (else
 ``preprocessing``), ``inferer`` and ``post_transforms`` (else ``postprocessing``); a bundle that needs other
 values for MONAI Label than for ``monai.bundle run`` keeps them in ``configs/monailabel_infer.json``, which
-this script applies on top of the copy's ``configs/inference.json``. Each key of an override file is a
+this script applies on top of the copy's ``configs/inference.json``, written with the bundle's metadata
+as ``_meta_``. Each key of an override file is a
 config id (nested ids with ``::``) whose value replaces that id, as in ``ConfigParser.update``. The bundle
 folder itself is not changed; ``--override FILE`` applies further files after it (a smaller ``patch_size``,
 say).
@@ -33,6 +34,9 @@ def merged_inference_config(bundle_dir: Path, overrides: Sequence[Path] = ()) ->
     """``configs/inference.json`` of ``bundle_dir`` with its ``monailabel_infer.json`` and ``overrides`` applied."""
     parser = ConfigParser()
     parser.read_config(str(bundle_dir / INFERENCE_CONFIG))
+    # kept in the written config: MONAI Label reads inference.json alone, and a shared config can read the
+    # bundle's metadata (the AMOS family picks its intensity normalisation by the metadata's input modality)
+    parser.read_meta(str(bundle_dir / "configs" / "metadata.json"))
     files = [bundle_dir / MONAILABEL_OVERRIDE] if (bundle_dir / MONAILABEL_OVERRIDE).is_file() else []
     for path in [*files, *overrides]:
         parser.update(json.loads(Path(path).read_text()))

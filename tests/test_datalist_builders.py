@@ -13,7 +13,7 @@ from monai.data import load_decathlon_datalist
 
 from nnmamba_monai.datalist.__main__ import main
 from nnmamba_monai.datalist.adni import build_adni_datalist, parse_label
-from nnmamba_monai.datalist.common import DatalistError
+from nnmamba_monai.datalist.common import DatalistError, write_datalist
 from nnmamba_monai.datalist.fetal import build_fetal_datalist
 from nnmamba_monai.datalist.folds import grouped_stratified_folds
 from nnmamba_monai.landmarks import FETAL_CEREBELLUM_LANDMARKS
@@ -68,7 +68,8 @@ def test_adni_datalist_loads_with_monai_and_groups_subjects(tmp_path):
     shutil.copy(tmp_path / "ADNI/images/000_S_0000.nii.gz", tmp_path / "ADNI/images/000_S_0000_rescan.nii.gz")
     rewrite_csv(csv_path, rows)
     output = tmp_path / "bundle" / "configs" / "datalist_nc_ad.json"
-    datalist = build_adni_datalist(csv_path, output, subject_column="subject", num_folds=3)
+    datalist = build_adni_datalist(csv_path, subject_column="subject", num_folds=3)
+    write_datalist(datalist, output)  # as python -m nnmamba_monai.datalist does
     assert datalist["labels"] == {"0": "NC", "1": "AD"} and len(datalist["training"]) == 7
     assert datalist["training"][0]["image"] == "images/000_S_0000.nii.gz"  # relative to the dataset folder
     loaded = load_decathlon_datalist(str(output), False, "training", str(tmp_path / "ADNI"))  # as the bundle does
@@ -84,15 +85,15 @@ def test_adni_errors_name_the_column_rows_and_files(tmp_path):
     csv_path = make_adni_dataset(tmp_path, subjects_per_class=3)
     out = tmp_path / "d.json"
     with pytest.raises(DatalistError, match=r"column 'diagnosis' not found \(set it with --label_column\)"):
-        build_adni_datalist(csv_path, out, label_column="diagnosis")
+        build_adni_datalist(csv_path, label_column="diagnosis")
     rows = read_csv(csv_path)
     rows[1]["image"] = "images/missing.nii.gz"
     rows[4]["label"] = "MCI"
     rewrite_csv(csv_path, rows)
     with pytest.raises(DatalistError, match=r"line 6: label='MCI'"):
-        build_adni_datalist(csv_path, out, num_folds=2)
+        build_adni_datalist(csv_path, num_folds=2)
     with pytest.raises(DatalistError, match=r"1 image file\(s\) not found.*\n  line 3: image='images/missing.nii.gz'"):
-        build_adni_datalist(csv_path, out, num_folds=2, skip_other_labels=True)
+        build_adni_datalist(csv_path, num_folds=2, skip_other_labels=True)
     assert not out.exists()
 
 
@@ -100,7 +101,7 @@ def test_adni_skips_other_labels_on_request(tmp_path):
     csv_path = make_adni_dataset(tmp_path, subjects_per_class=3)
     rows = read_csv(csv_path)
     rewrite_csv(csv_path, [*rows, {**rows[0], "label": "MCI"}])
-    datalist = build_adni_datalist(csv_path, tmp_path / "d.json", num_folds=3, skip_other_labels=True)
+    datalist = build_adni_datalist(csv_path, num_folds=3, skip_other_labels=True)
     assert datalist["skipped_rows"] == 1 and len(datalist["training"]) == 6
 
 
@@ -109,7 +110,8 @@ def test_adni_skips_other_labels_on_request(tmp_path):
 
 def test_fetal_datalist_holds_ras_landmarks_in_channel_order(tmp_path):
     truth = make_fetal_dataset(tmp_path / "fetal", num_cases=4, coordinate_system="LPS")  # files written in LPS
-    datalist = build_fetal_datalist(tmp_path / "fetal", tmp_path / "datalist.json", num_folds=2)
+    datalist = build_fetal_datalist(tmp_path / "fetal", num_folds=2)
+    write_datalist(datalist, tmp_path / "datalist.json")
     assert datalist["landmark_names"] == list(FETAL_CEREBELLUM_LANDMARKS) and datalist["coordinate_system"] == "RAS"
     loaded = load_decathlon_datalist(str(tmp_path / "datalist.json"), False, "training", str(tmp_path / "fetal"))
     assert [e["case_id"] for e in loaded] == sorted(truth)
@@ -126,15 +128,15 @@ def test_fetal_errors_name_cases_files_and_landmarks(tmp_path):
     with pytest.raises(
         DatalistError, match=r"without a landmark file:\n  fetus_001.nii.gz: expected landmarks/fetus_001"
     ):
-        build_fetal_datalist(root, tmp_path / "d.json", num_folds=2)
+        build_fetal_datalist(root, num_folds=2)
     (root / "landmarks" / "fetus_01.json").rename(root / "landmarks" / "fetus_001.json")
     content = json.loads((root / "landmarks" / "fetus_002.json").read_text())
     del content["landmarks"]["ADV2"]
     (root / "landmarks" / "fetus_002.json").write_text(json.dumps(content))
     with pytest.raises(DatalistError, match=r"fetus_002.json: missing landmark\(s\) \['ADV2'\]"):
-        build_fetal_datalist(root, tmp_path / "d.json", num_folds=2)
+        build_fetal_datalist(root, num_folds=2)
     with pytest.raises(DatalistError, match="image folder not found"):
-        build_fetal_datalist(tmp_path / "nowhere", tmp_path / "d.json")
+        build_fetal_datalist(tmp_path / "nowhere")
     assert not (tmp_path / "d.json").exists()
 
 
@@ -145,8 +147,8 @@ def test_fetal_bounds_check_catches_lps_written_as_ras(tmp_path):
         lps = {n: [-x, -y, z] for n, (x, y, z) in zip(FETAL_CEREBELLUM_LANDMARKS, world)}
         (root / "landmarks" / f"{case}.json").write_text(json.dumps({"coordinate_system": "RAS", "landmarks": lps}))
     with pytest.raises(DatalistError, match=r"lie outside fetus_000.nii.gz \(check the coordinate system"):
-        build_fetal_datalist(root, tmp_path / "d.json", num_folds=2)
-    assert len(build_fetal_datalist(root, tmp_path / "d.json", num_folds=2, check_bounds=False)["training"]) == 2
+        build_fetal_datalist(root, num_folds=2)
+    assert len(build_fetal_datalist(root, num_folds=2, check_bounds=False)["training"]) == 2
 
 
 # ---------------------------------------------------------------- command line
@@ -165,3 +167,26 @@ def test_command_line_subcommands_and_error_exit(tmp_path, capsys):
     assert info.value.code == 0
     usage = capsys.readouterr().out
     assert "python -m nnmamba_monai.datalist" in usage and "adni" in usage and "fetal" in usage
+
+
+# ---------------------------------------------------------------- the bundles' fold convention at run time
+
+
+def test_load_fold_splits_by_val_fold_and_reads_hand_written_lists(tmp_path):
+    from nnmamba_monai.datalist import load_fold
+
+    entries = [{"image": f"s{i}.nii.gz", "label": i % 2, "fold": i % 3} for i in range(6)]
+    folded = write_datalist({"training": entries, "testing": [{"image": "t.nii.gz"}]}, tmp_path / "folded.json")
+    for val_fold in range(3):
+        training = load_fold(folded, "training", tmp_path, val_fold, is_segmentation=False)
+        validation = load_fold(folded, "validation", tmp_path, val_fold, is_segmentation=False)
+        assert [e["fold"] for e in validation] == [val_fold, val_fold] and len(training) == 4
+        assert all(e["fold"] != val_fold for e in training) and validation[0]["label"] in (0, 1)
+        assert validation[0]["image"] == str(tmp_path / f"s{val_fold}.nii.gz")
+    assert load_fold(folded, "testing", tmp_path) == [{"image": str(tmp_path / "t.nii.gz")}]
+    # a datalist written by hand with its own validation list (the demo's) is read as written
+    by_hand = write_datalist(
+        {"training": [{"image": "a.nii.gz"}], "validation": [{"image": "b.nii.gz"}]}, tmp_path / "h.json"
+    )
+    assert load_fold(by_hand, "validation", tmp_path, 0) == [{"image": str(tmp_path / "b.nii.gz")}]
+    assert load_fold(by_hand, "training", tmp_path, 0) == [{"image": str(tmp_path / "a.nii.gz")}]

@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from nnmamba_monai.datalist import DATASET_MODULES
+from nnmamba_monai.datalist.common import add_subcommand, summarise, write_datalist
 
 
 def _dataset_modules() -> list:
@@ -31,18 +32,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     for module in _dataset_modules():
-        module.add_parser(subparsers)
+        name = module.__name__.rsplit(".", 1)[-1]
+        example = getattr(module, "OUTPUT_EXAMPLE", "configs/datalist.json")
+        module.add_arguments(
+            add_subcommand(subparsers, name, module.SUMMARY, module.__doc__, module.build_from_arguments, example)
+        )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, build and write the datalist; dataset errors exit with status 2 and their message."""
+    """Parse ``argv``, build the datalist and write it to ``--output``; dataset errors exit with status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        datalist = args.build(args)
     except (FileNotFoundError, ValueError) as error:
         parser.exit(2, f"{parser.prog} {args.dataset}: error: {error}\n")
+    path = write_datalist(datalist, args.output)
+    print(f"wrote {path} ({summarise(datalist)})")
+    if getattr(args, "fold", 0) and datalist.get("training"):
+        print(f"validation fold {args.fold}: run the bundle with --val_fold {args.fold}")
     return 0
 
 

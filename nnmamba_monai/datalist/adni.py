@@ -21,14 +21,18 @@ from typing import Any
 
 from nnmamba_monai.datalist.common import (
     DatalistError,
-    add_subcommand,
+    add_fold_arguments,
     call_with_arguments,
     format_listing,
     relative_path,
 )
-from nnmamba_monai.datalist.folds import write_fold_datalist
+from nnmamba_monai.datalist.folds import fold_datalist
 
-__all__ = ["TASKS", "add_parser", "build_adni_datalist", "parse_label"]
+__all__ = ["TASKS", "add_arguments", "build_from_arguments", "build_adni_datalist", "parse_label"]
+
+# the subcommand's line in ``python -m nnmamba_monai.datalist --help``
+SUMMARY = "ADNI T1 classification (NC vs AD, sMCI vs pMCI) from a CSV of image paths and labels"
+OUTPUT_EXAMPLE = "configs/datalist_nc_ad.json"
 
 TASKS: dict[str, dict[int, tuple[str, ...]]] = {
     "nc_ad": {0: ("NC", "CN"), 1: ("AD", "DEMENTIA")},
@@ -75,7 +79,6 @@ def _require_columns(csv_path: Path, columns: list[str], wanted: dict[str, str |
 
 def build_adni_datalist(
     csv_path: str | Path,
-    output: str | Path,
     task: str = "nc_ad",
     dataset_dir: str | Path | None = None,
     image_column: str = "image",
@@ -86,11 +89,10 @@ def build_adni_datalist(
     skip_other_labels: bool = False,
     delimiter: str = ",",
 ) -> dict[str, Any]:
-    """Read the CSV, check every image exists and every label belongs to ``task``, assign folds, write ``output``.
+    """Read the CSV, check every image exists and every label belongs to ``task``, assign folds.
 
     Args:
         csv_path: the table, with a header line.
-        output: datalist JSON to write.
         task: "nc_ad" or "smci_pmci".
         dataset_dir: folder relative image paths start from, and the datalist's paths are relative to; default the
             CSV's folder.
@@ -103,14 +105,14 @@ def build_adni_datalist(
         delimiter: CSV field separator.
 
     Returns:
-        The datalist written.
+        The datalist (``python -m nnmamba_monai.datalist`` writes it to ``--output``).
 
     Raises:
         DatalistError: naming the missing column, the rows with missing image files or unknown labels.
     """
     if task not in TASKS:
         raise DatalistError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
-    csv_path, output = Path(csv_path), Path(output)
+    csv_path = Path(csv_path)
     root = Path(dataset_dir) if dataset_dir is not None else csv_path.parent
     columns, rows = _read_rows(csv_path, delimiter)
     _require_columns(
@@ -156,8 +158,7 @@ def build_adni_datalist(
         "task": task,
         "labels": {str(k): v for k, v in CLASS_NAMES[task].items()},
     }
-    return write_fold_datalist(
-        output,
+    return fold_datalist(
         header,
         entries,
         num_folds=num_folds,
@@ -168,28 +169,19 @@ def build_adni_datalist(
     )
 
 
-def _run(args: argparse.Namespace) -> None:
-    call_with_arguments(build_adni_datalist, args, csv_path=args.csv)  # the other options share parameter names
+def build_from_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The datalist the parsed command-line options describe."""
+    return call_with_arguments(build_adni_datalist, args, csv_path=args.csv)  # the other options share parameter names
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register the ``adni`` subcommand."""
-    parser = add_subcommand(
-        subparsers,
-        "adni",
-        "ADNI T1 classification (NC vs AD, sMCI vs pMCI) from a CSV of image paths and labels",
-        __doc__,
-        _run,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The subcommand's options (``--output`` is the command line's own)."""
     parser.add_argument("--csv", required=True, type=Path, help="table with a header line, one row per scan")
-    parser.add_argument("--output", required=True, type=Path, help="datalist JSON, e.g. configs/datalist_nc_ad.json")
     parser.add_argument("--task", choices=sorted(TASKS), default="nc_ad", help="classification task (default nc_ad)")
     parser.add_argument("--dataset_dir", type=Path, help="folder image paths are relative to (default: the CSV's)")
     parser.add_argument("--image_column", default="image", help="column of image paths (default 'image')")
     parser.add_argument("--label_column", default="label", help="column of diagnoses (default 'label')")
     parser.add_argument("--subject_column", help="column of subject ids; keeps a subject's scans in one fold")
-    parser.add_argument("--num_folds", type=int, default=5, help="cross-validation folds (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default 0)")
+    add_fold_arguments(parser)
     parser.add_argument("--skip_other_labels", action="store_true", help="drop rows whose label is not of the task")
     parser.add_argument("--delimiter", default=",", help="CSV field separator (default ',')")
-    return parser

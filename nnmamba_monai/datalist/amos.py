@@ -10,7 +10,10 @@ this layout).
 
 Without ``dataset.json`` the folders are scanned instead. Output (paths relative to ``--dataset_dir``)::
 
-    {"training": [{"image": ..., "label": ...}, ...], "validation": [...], "testing": [{"image": ...}, ...]}
+    {"num_folds": 2, "training": [{"image": ..., "label": ..., "fold": 1}, ...], "testing": [{"image": ...}, ...]}
+
+The fold convention of every bundle (a ``"fold"`` per labelled entry, the bundle's ``val_fold`` picks one) holds
+the release's own split: fold 0 is its validation set (imagesVa), fold 1 its training set (imagesTr).
 """
 
 from __future__ import annotations
@@ -20,16 +23,20 @@ import json
 import re
 from pathlib import Path
 
-from nnmamba_monai.datalist.common import (
-    MissingFilesError,
-    add_common_arguments,
-    add_subcommand,
-    relative_path,
-    summarise,
-    write_datalist,
-)
+from nnmamba_monai.datalist.common import MissingFilesError, add_common_arguments, relative_path
 
-__all__ = ["AMOS_LABELS", "LAST_CT_CASE_ID", "add_parser", "amos_case_id", "build_amos_datalist", "case_modality"]
+__all__ = [
+    "AMOS_LABELS",
+    "LAST_CT_CASE_ID",
+    "add_arguments",
+    "build_from_arguments",
+    "amos_case_id",
+    "build_amos_datalist",
+    "case_modality",
+]
+
+# the subcommand's line in ``python -m nnmamba_monai.datalist --help``
+SUMMARY = "AMOS22 release (dataset.json, imagesTr/labelsTr, imagesVa/labelsVa, imagesTs); CT or MR cases"
 
 LAST_CT_CASE_ID = 500
 MODALITIES = ("ct", "mr", "all")
@@ -51,12 +58,13 @@ AMOS_LABELS = {
     14: "bladder",
     15: "prostate/uterus",
 }
-# (datalist key, dataset.json key, image folder, label folder or None)
+# (release split, dataset.json key, image folder, label folder or None)
 SPLITS = (
     ("training", "training", "imagesTr", "labelsTr"),
     ("validation", "validation", "imagesVa", "labelsVa"),
     ("testing", "test", "imagesTs", None),
 )
+RELEASE_FOLDS = {"validation": 0, "training": 1}  # the release's split as folds: val_fold 0 validates on imagesVa
 CASE_NAME = re.compile(r"^amos_(\d{4})\.nii\.gz$")
 
 
@@ -107,7 +115,7 @@ def _normalise(path: str) -> str:
     return path[2:] if path.startswith("./") else path
 
 
-def build_amos_datalist(dataset_dir: str | Path, modality: str = "ct") -> dict[str, list[dict]]:
+def build_amos_datalist(dataset_dir: str | Path, modality: str = "ct") -> dict:
     """The datalist of an AMOS22 release folder, restricted to ``modality`` ("ct", "mr" or "all").
 
     Raises:
@@ -126,7 +134,7 @@ def build_amos_datalist(dataset_dir: str | Path, modality: str = "ct") -> dict[s
             f"{dataset_dir} holds neither dataset.json nor imagesTr/: point --dataset_dir at the extracted "
             "AMOS22 release (the folder with dataset.json, imagesTr, labelsTr, imagesVa, labelsVa, imagesTs)"
         )
-    datalist: dict[str, list[dict]] = {}
+    splits: dict[str, list[dict]] = {}
     problems: list[str] = []
     for key, pairs in _listed_images(dataset_dir).items():
         entries = []
@@ -140,30 +148,25 @@ def build_amos_datalist(dataset_dir: str | Path, modality: str = "ct") -> dict[s
             entry = {"image": relative_path(dataset_dir / image, dataset_dir)}
             if label:
                 entry["label"] = relative_path(dataset_dir / label, dataset_dir)
+            if key in RELEASE_FOLDS:
+                entry["fold"] = RELEASE_FOLDS[key]
             entries.append(entry)
-        datalist[key] = entries
+        splits[key] = entries
     if problems:
         raise MissingFilesError("AMOS22", dataset_dir, problems)
-    if not datalist.get("training"):
+    if not splits.get("training"):
         raise ValueError(f"no {modality.upper()} training case in {dataset_dir} (CT: ids <= 500, MR: ids > 500)")
-    return datalist
+    training = splits.get("training", []) + splits.get("validation", [])
+    return {"modality": modality, "num_folds": 2, "training": training, "testing": splits.get("testing", [])}
 
 
-def _run(args: argparse.Namespace) -> None:
-    datalist = build_amos_datalist(args.dataset_dir, args.modality)
-    path = write_datalist(datalist, args.output)
-    print(f"wrote {path} ({args.modality.upper()}; {summarise(datalist)})")
+def build_from_arguments(args: argparse.Namespace) -> dict:
+    """The datalist the parsed command-line options describe."""
+    return build_amos_datalist(args.dataset_dir, args.modality)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``amos`` subcommand."""
-    parser = add_subcommand(
-        subparsers,
-        "amos",
-        "AMOS22 release (dataset.json, imagesTr/labelsTr, imagesVa/labelsVa, imagesTs); CT or MR cases",
-        __doc__,
-        _run,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The subcommand's options (``--output`` is the command line's own)."""
     add_common_arguments(parser, folds=False)
     parser.add_argument(
         "--modality", choices=MODALITIES, default="ct", help="ct: ids <= 500, mr: ids > 500, all: every case"

@@ -6,8 +6,11 @@ prefix (``--challenge``). Case folders are found at any depth below ``--dataset_
 
 Output (paths relative to ``--dataset_dir``)::
 
-    {"training":   [{"image": [t1n, t1c, t2w, t2f], "label": seg, "fold": 1}, ...],
-     "validation": [... the cases of --fold ...]}
+    {"num_folds": 5, "seed": 0,
+     "training": [{"image": [t1n, t1c, t2w, t2f], "label": seg, "fold": 1}, ...]}
+
+Every labelled case is under ``"training"`` with its cross-validation fold; the bundle's ``val_fold`` (default
+0) picks the cases it validates on, so one datalist serves every fold.
 
 or, with ``--unlabelled`` (e.g. the challenge's validation data, which has no ``seg``)::
 
@@ -20,17 +23,13 @@ import argparse
 import re
 from pathlib import Path
 
-from nnmamba_monai.datalist.common import (
-    MissingFilesError,
-    add_common_arguments,
-    add_subcommand,
-    relative_path,
-    summarise,
-    write_datalist,
-)
+from nnmamba_monai.datalist.common import MissingFilesError, add_common_arguments, relative_path
 from nnmamba_monai.datalist.folds import assign_folds
 
-__all__ = ["BRATS_MODALITIES", "add_parser", "build_brats_datalist", "find_case_dirs"]
+__all__ = ["BRATS_MODALITIES", "add_arguments", "build_from_arguments", "build_brats_datalist", "find_case_dirs"]
+
+# the subcommand's line in ``python -m nnmamba_monai.datalist --help``
+SUMMARY = "BraTS 2023 case folders (BraTS-GLI-xxxxx-yyy/...-{t1n,t1c,t2w,t2f,seg}.nii.gz)"
 
 BRATS_MODALITIES = ("t1n", "t1c", "t2w", "t2f")  # channel order of the bundle's 4-channel input
 LABEL_SUFFIX = "seg"
@@ -55,24 +54,21 @@ def _case_files(case_dir: Path, with_label: bool) -> tuple[dict[str, Path], list
 def build_brats_datalist(
     dataset_dir: str | Path,
     num_folds: int = 5,
-    fold: int = 0,
     seed: int = 0,
     unlabelled: bool = False,
     challenge: str = "GLI",
-) -> dict[str, list[dict]]:
+) -> dict:
     """The datalist of a BraTS 2023 folder (see the module docstring for the layout and output).
 
     Raises:
         FileNotFoundError: the folder does not exist or holds no case folder.
         MissingFilesError: some case lacks a modality (or its ``seg`` unless ``unlabelled``); the message
             names every missing file, e.g. ``case BraTS-GLI-00001-000: missing BraTS-GLI-00001-000-t2f.nii.gz``.
-        ValueError: ``fold`` outside ``0..num_folds-1`` or fewer cases than folds.
+        ValueError: fewer cases than folds.
     """
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
         raise FileNotFoundError(f"BraTS dataset folder not found: {dataset_dir}")
-    if not unlabelled and not 0 <= fold < num_folds:
-        raise ValueError(f"fold must be in 0..{num_folds - 1}; got {fold}")
     case_dirs = find_case_dirs(dataset_dir, challenge)
     if not case_dirs:
         raise FileNotFoundError(
@@ -93,30 +89,19 @@ def build_brats_datalist(
     if unlabelled:
         return {"testing": list(entries.values())}
     folds = assign_folds(list(entries), num_folds, seed)
-    datalist: dict[str, list[dict]] = {"training": [], "validation": []}
-    for case_id, entry in entries.items():
-        entry["fold"] = folds[case_id]
-        datalist["validation" if folds[case_id] == fold else "training"].append(entry)
-    return datalist
+    training = [{**entry, "fold": folds[case_id]} for case_id, entry in entries.items()]
+    return {"num_folds": num_folds, "seed": seed, "training": training}
 
 
-def _run(args: argparse.Namespace) -> None:
-    datalist = build_brats_datalist(
-        args.dataset_dir, args.num_folds, args.fold, args.seed, unlabelled=args.unlabelled, challenge=args.challenge
-    )
-    path = write_datalist(datalist, args.output)
-    print(f"wrote {path} ({summarise(datalist)})")
+def build_from_arguments(args: argparse.Namespace) -> dict:
+    """The datalist the parsed command-line options describe."""
+    if not args.unlabelled and not 0 <= args.fold < args.num_folds:
+        raise ValueError(f"--fold must be in 0..{args.num_folds - 1}; got {args.fold}")
+    return build_brats_datalist(args.dataset_dir, args.num_folds, args.seed, args.unlabelled, args.challenge)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``brats`` subcommand."""
-    parser = add_subcommand(
-        subparsers,
-        "brats",
-        "BraTS 2023 case folders (BraTS-GLI-xxxxx-yyy/...-{t1n,t1c,t2w,t2f,seg}.nii.gz)",
-        __doc__,
-        _run,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The subcommand's options (``--output`` is the command line's own)."""
     add_common_arguments(parser)
     parser.add_argument(
         "--unlabelled",

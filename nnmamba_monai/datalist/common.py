@@ -2,8 +2,9 @@
 
 A datalist is MONAI's decathlon-style JSON read by ``monai.data.load_decathlon_datalist``: lists of entries
 under keys such as ``"training"``, ``"validation"`` and ``"testing"``, each entry a dict of file paths
-relative to the dataset directory (the bundles pass ``base_dir=@dataset_dir``). Cross-validation folds are in
-``nnmamba_monai.datalist.folds``.
+relative to the dataset directory (the bundles pass ``base_dir=@dataset_dir``). One fold convention for every
+bundle: all labelled entries go under ``"training"``, each with a ``"fold"`` key, and the bundle's ``val_fold``
+(default 0) picks the validation fold at run time. Folds are dealt by ``nnmamba_monai.datalist.folds``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "DatalistError",
     "MissingFilesError",
     "add_common_arguments",
+    "add_fold_arguments",
     "add_subcommand",
     "call_with_arguments",
     "format_listing",
@@ -67,9 +69,16 @@ def write_datalist(datalist: Mapping[str, Any], output: str | Path, *, indent: i
     return output
 
 
-def summarise(datalist: dict[str, list[dict]]) -> str:
-    """One line such as ``training: 1000 cases, validation: 251 cases``."""
-    return ", ".join(f"{key}: {len(entries)} cases" for key, entries in datalist.items() if isinstance(entries, list))
+def summarise(datalist: Mapping[str, Any]) -> str:
+    """One line such as ``training: 1251 cases (fold 0: 251, fold 1: 250, ...), testing: 219 cases``."""
+    parts = []
+    for key, entries in datalist.items():
+        if not isinstance(entries, list):
+            continue
+        folds = sorted({e["fold"] for e in entries if isinstance(e, dict) and "fold" in e})
+        per_fold = ", ".join(f"fold {f}: {sum(e.get('fold') == f for e in entries)}" for f in folds)
+        parts.append(f"{key}: {len(entries)} cases" + (f" ({per_fold})" if per_fold else ""))
+    return ", ".join(parts)
 
 
 def add_subcommand(
@@ -77,14 +86,18 @@ def add_subcommand(
     name: str,
     summary: str,
     description: str | None,
-    run: Callable[[argparse.Namespace], None],
+    build: Callable[[argparse.Namespace], dict[str, Any]],
+    output_example: str = "configs/datalist.json",
 ) -> argparse.ArgumentParser:
     """Register subcommand ``name`` (``summary`` in the list of datasets, ``description`` verbatim in its
-    ``--help``, usually the module docstring) whose parsed arguments are handed to ``run``."""
+    ``--help``, usually the module docstring). ``build`` turns the parsed arguments into the datalist, which
+    the command line writes to ``--output`` (registered here): builders return data, only ``__main__`` writes
+    files."""
     parser = subparsers.add_parser(
         name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(build=build)
+    parser.add_argument("--output", required=True, type=Path, help=f"datalist JSON to write, e.g. {output_example}")
     return parser
 
 
@@ -99,12 +112,19 @@ def call_with_arguments(function: Callable[..., Any], args: argparse.Namespace, 
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, folds: bool = True) -> None:
-    """``--dataset_dir``, ``--output`` and (``folds=True``) ``--num_folds``, ``--fold``, ``--seed``."""
+    """``--dataset_dir`` and (``folds=True``) ``--num_folds``, ``--seed``, ``--fold``."""
     parser.add_argument("--dataset_dir", required=True, type=Path, help="root of the dataset in its standard layout")
-    parser.add_argument(
-        "--output", required=True, type=Path, help="datalist JSON to write (e.g. configs/datalist.json)"
-    )
     if folds:
-        parser.add_argument("--num_folds", type=int, default=5, help="cross-validation folds (default 5)")
-        parser.add_argument("--fold", type=int, default=0, help="fold used for validation (default 0)")
-        parser.add_argument("--seed", type=int, default=0, help="seed of the case shuffle before dealing folds")
+        add_fold_arguments(parser)
+        parser.add_argument(
+            "--fold",
+            type=int,
+            default=0,
+            help="validation fold to check and suggest (default 0); the bundle picks it at run time: --val_fold N",
+        )
+
+
+def add_fold_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--num_folds`` and ``--seed`` of the cross-validation folds written into the datalist."""
+    parser.add_argument("--num_folds", type=int, default=5, help="cross-validation folds (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the case shuffle before dealing folds (default 0)")

@@ -30,15 +30,25 @@ import numpy as np
 
 from nnmamba_monai.datalist.common import (
     DatalistError,
-    add_subcommand,
+    add_fold_arguments,
     call_with_arguments,
     format_listing,
     relative_path,
 )
-from nnmamba_monai.datalist.folds import write_fold_datalist
+from nnmamba_monai.datalist.folds import fold_datalist
 from nnmamba_monai.landmarks.io import FETAL_CEREBELLUM_LANDMARKS, LandmarkFileError, read_landmark_file
 
-__all__ = ["IMAGE_SUFFIXES", "LANDMARK_SUFFIXES", "add_parser", "build_fetal_datalist", "landmarks_outside_image"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "LANDMARK_SUFFIXES",
+    "add_arguments",
+    "build_from_arguments",
+    "build_fetal_datalist",
+    "landmarks_outside_image",
+]
+
+# the subcommand's line in ``python -m nnmamba_monai.datalist --help``
+SUMMARY = "fetal cerebellum landmarks (TCD, HDV, ADV pairs) from images/ and landmarks/ folders"
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii")
 LANDMARK_SUFFIXES = (".mrk.json", ".json")
@@ -77,7 +87,6 @@ def landmarks_outside_image(image_path: Path, points_ras: np.ndarray, tolerance_
 
 def build_fetal_datalist(
     dataset_dir: str | Path,
-    output: str | Path,
     images_dir: str = "images",
     landmarks_dir: str = "landmarks",
     landmark_names: Sequence[str] = FETAL_CEREBELLUM_LANDMARKS,
@@ -85,25 +94,23 @@ def build_fetal_datalist(
     seed: int = 0,
     check_bounds: bool = True,
 ) -> dict[str, Any]:
-    """Pair images with landmark files, read and check the landmarks, assign folds, write the datalist.
+    """Pair images with landmark files, read and check the landmarks, assign folds; returns the datalist.
 
     Args:
         dataset_dir: the dataset folder (layout in the module docstring).
-        output: datalist JSON to write (the bundle reads ``configs/datalist.json``).
         images_dir, landmarks_dir: sub-folders of ``dataset_dir``.
         landmark_names: landmarks required in every file, in heatmap-channel order.
         num_folds, seed: cross-validation folds (one case per fetus is assumed: each case is its own group).
         check_bounds: fail when a landmark lies outside its image volume.
 
     Returns:
-        The datalist written.
+        The datalist (``python -m nnmamba_monai.datalist`` writes it to ``--output``).
 
     Raises:
         DatalistError: naming cases without a landmark file (or the reverse), unreadable files, missing landmarks and
             landmarks outside their image.
     """
     dataset_dir = Path(dataset_dir)
-    output = Path(output)
     images = _index(dataset_dir / images_dir, IMAGE_SUFFIXES, "image")
     landmark_files = _index(dataset_dir / landmarks_dir, LANDMARK_SUFFIXES, "landmark")
     if not images:
@@ -151,29 +158,20 @@ def build_fetal_datalist(
         "coordinate_system": "RAS",
         "units": "mm",
     }
-    return write_fold_datalist(output, header, entries, num_folds=num_folds, seed=seed, group_key="case_id")
+    return fold_datalist(header, entries, num_folds=num_folds, seed=seed, group_key="case_id")
 
 
-def _run(args: argparse.Namespace) -> None:
-    call_with_arguments(build_fetal_datalist, args)  # every option is named like the builder's parameter
+def build_from_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The datalist the parsed command-line options describe."""
+    return call_with_arguments(build_fetal_datalist, args)  # every option is named like the builder's parameter
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register the ``fetal`` subcommand."""
-    parser = add_subcommand(
-        subparsers,
-        "fetal",
-        "fetal cerebellum landmarks (TCD, HDV, ADV pairs) from images/ and landmarks/ folders",
-        __doc__,
-        _run,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The subcommand's options (``--output`` is the command line's own)."""
     parser.add_argument("--dataset_dir", required=True, type=Path, help="folder holding images/ and landmarks/")
-    parser.add_argument("--output", required=True, type=Path, help="datalist JSON, e.g. configs/datalist.json")
     parser.add_argument("--images_dir", default="images", help="image sub-folder (default 'images')")
     parser.add_argument("--landmarks_dir", default="landmarks", help="landmark sub-folder (default 'landmarks')")
-    parser.add_argument("--num_folds", type=int, default=5, help="cross-validation folds (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="fold shuffling seed (default 0)")
+    add_fold_arguments(parser)
     parser.add_argument(
         "--no_check_bounds", dest="check_bounds", action="store_false", help="allow landmarks outside the image"
     )
-    return parser

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
 from collections.abc import Hashable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from nnmamba_monai.datalist.common import DatalistError, write_datalist
+from nnmamba_monai.datalist.common import DatalistError
 
-__all__ = ["assign_folds", "grouped_stratified_folds", "write_fold_datalist"]
+__all__ = ["assign_folds", "fold_datalist", "grouped_stratified_folds", "load_fold"]
 
 
 def grouped_stratified_folds(
@@ -68,8 +69,7 @@ def assign_folds(case_ids: Sequence[str], num_folds: int, seed: int) -> dict[str
     return dict(zip(case_ids, grouped_stratified_folds(case_ids, [0] * len(case_ids), num_folds, seed)))
 
 
-def write_fold_datalist(
-    output: str | Path,
+def fold_datalist(
     header: Mapping[str, Any],
     entries: list[dict[str, Any]],
     *,
@@ -79,9 +79,9 @@ def write_fold_datalist(
     stratum_key: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Give every entry its ``"fold"``, write the datalist to ``output`` and report it; returns the datalist.
+    """Give every entry its ``"fold"``; returns the datalist (the command line writes it).
 
-    One datalist serves every fold: all entries go under ``"training"`` and the bundle's ``fold`` picks the
+    One datalist serves every fold: all entries go under ``"training"`` and the bundle's ``val_fold`` picks the
     validation fold. The folds keep the entries sharing ``entry[group_key]`` together and balance
     ``entry[stratum_key]`` (no stratification when None). The datalist is ``header``, then ``num_folds`` and
     ``seed``, then ``details``, then ``"training"``.
@@ -90,7 +90,29 @@ def write_fold_datalist(
     strata = [entry[stratum_key] for entry in entries] if stratum_key is not None else [0] * len(entries)
     for entry, fold in zip(entries, grouped_stratified_folds(groups, strata, num_folds, seed)):
         entry["fold"] = fold
-    datalist = {**header, "num_folds": num_folds, "seed": seed, **(details or {}), "training": entries}
-    path = write_datalist(datalist, output, indent=2)
-    print(f"wrote {path}: {len(entries)} cases in {num_folds} folds")
-    return datalist
+    return {**header, "num_folds": num_folds, "seed": seed, **(details or {}), "training": entries}
+
+
+def load_fold(
+    datalist_file: str | os.PathLike,
+    key: str = "training",
+    base_dir: str | os.PathLike | None = None,
+    val_fold: int = 0,
+    is_segmentation: bool = True,
+) -> list[dict]:
+    """The bundles' one fold convention at run time (``monai.apps.datafold_read``-style, for any label type).
+
+    ``"training"`` gives the labelled entries whose ``"fold"`` is not ``val_fold``, ``"validation"`` those whose fold
+    is; any other key (``"testing"``) its list as written. Paths are resolved against ``base_dir`` by MONAI's
+    ``load_decathlon_datalist`` (``is_segmentation=False`` when ``"label"`` is a class, not a file). A datalist whose
+    training entries carry no fold (written by hand, with its own ``"validation"`` list) is read as written.
+    """
+    from monai.data import load_decathlon_datalist
+
+    with open(datalist_file) as stream:
+        content = json.load(stream)
+    folded = key in ("training", "validation") and any("fold" in e for e in content.get("training", []))
+    if not folded:
+        return load_decathlon_datalist(datalist_file, is_segmentation, key, base_dir)
+    entries = load_decathlon_datalist(datalist_file, is_segmentation, "training", base_dir)
+    return [e for e in entries if (e["fold"] == val_fold) == (key == "validation")]

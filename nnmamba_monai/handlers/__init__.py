@@ -1,5 +1,5 @@
 """Ignite handlers the bundles use beyond MONAI's: resumable atomic checkpoints, non-finite guards,
-the landmark mean radial error."""
+the landmark mean radial error, per-region segmentation metrics."""
 
 from nnmamba_monai.handlers.checkpoint import (
     AtomicCheckpointSaver,
@@ -10,6 +10,7 @@ from nnmamba_monai.handlers.checkpoint import (
 )
 from nnmamba_monai.handlers.nonfinite import NonFiniteError, NonFiniteGuard
 from nnmamba_monai.handlers.radial_error import MeanRadialError
+from nnmamba_monai.handlers.region_metrics import region_metric_handlers
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -20,4 +21,5 @@ __all__ = [
     "RNGState",
     "TrainerScalerState",
     "atomic_torch_save",
+    "region_metric_handlers",
 ]

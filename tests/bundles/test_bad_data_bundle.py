@@ -28,7 +28,8 @@ def poisoned(tmp_path_factory):
     data = make_brats_dataset(root / "data", (1, 2, 3))
     datalist = root / "datalist.json"
     datalist_cli.main(["brats", "--dataset_dir", str(data), "--output", str(datalist), "--num_folds", "3"])
-    bad = data / json.loads(datalist.read_text())["training"][0]["image"][0]
+    training = [e for e in json.loads(datalist.read_text())["training"] if e["fold"] != 0]  # default val_fold 0
+    bad = data / training[0]["image"][0]
     image = nib.load(bad)
     voxels = np.asarray(image.dataobj).copy()
     voxels[16, 16, 16] = np.nan

@@ -66,7 +66,8 @@ def evaluated(trained):
 def validation_case(trained) -> str:
     import json
 
-    return json.loads(trained.datalist.read_text())["validation"][0]["label"].split("/")[0]
+    entries = json.loads(trained.datalist.read_text())["training"]
+    return [e for e in entries if e["fold"] == 0][0]["label"].split("/")[0]  # the bundle's default val_fold
 
 
 def test_training_writes_a_checkpoint_of_the_configured_network(trained):

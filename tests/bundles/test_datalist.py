@@ -35,12 +35,18 @@ def amos_dir(tmp_path_factory):
     )
 
 
+def split(datalist: dict, val_fold: int = 0) -> tuple[list[dict], list[dict]]:
+    """(training, validation) entries for ``val_fold``, as the bundles' configs choose them."""
+    entries = datalist["training"]
+    return [e for e in entries if e["fold"] != val_fold], [e for e in entries if e["fold"] == val_fold]
+
+
 # ---------------------------------------------------------------- BraTS
 
 
 def test_brats_entries_follow_the_case_layout(brats_dir):
-    datalist = build_brats_datalist(brats_dir, num_folds=5, fold=0)
-    entries = datalist["training"] + datalist["validation"]
+    datalist = build_brats_datalist(brats_dir, num_folds=5)
+    entries = datalist["training"]
     assert sorted(e["label"] for e in entries) == [
         f"{brats_case_id(i)}/{brats_case_id(i)}-seg.nii.gz" for i in range(1, 6)
     ]
@@ -53,20 +59,21 @@ def test_brats_entries_follow_the_case_layout(brats_dir):
 
 def test_brats_folds_partition_the_cases_deterministically(brats_dir):
     by_fold = {}
+    datalist = build_brats_datalist(brats_dir, num_folds=5, seed=3)
     for fold in range(5):
-        datalist = build_brats_datalist(brats_dir, num_folds=5, fold=fold, seed=3)
-        assert len(datalist["validation"]) == 1 and len(datalist["training"]) == 4
-        assert all(e["fold"] == fold for e in datalist["validation"])
-        assert all(e["fold"] != fold for e in datalist["training"])
-        by_fold[fold] = datalist["validation"][0]["label"]
+        training, validation = split(datalist, fold)
+        assert len(validation) == 1 and len(training) == 4
+        assert all(e["fold"] == fold for e in validation)
+        assert all(e["fold"] != fold for e in training)
+        by_fold[fold] = validation[0]["label"]
     assert len(set(by_fold.values())) == 5, "each case validates in exactly one fold"
-    assert build_brats_datalist(brats_dir, 5, 2, seed=3) == build_brats_datalist(brats_dir, 5, 2, seed=3)
-    seeds = {json.dumps(build_brats_datalist(brats_dir, 5, 0, seed=s)["validation"]) for s in range(6)}
+    assert build_brats_datalist(brats_dir, 5, seed=3) == build_brats_datalist(brats_dir, 5, seed=3)
+    seeds = {json.dumps(split(build_brats_datalist(brats_dir, 5, seed=s))[1]) for s in range(6)}
     assert len(seeds) > 1, "the seed changes the split"
 
 
 def test_brats_case_folders_are_found_below_a_parent_folder(brats_dir):
-    datalist = build_brats_datalist(brats_dir.parent, num_folds=5, fold=0)
+    datalist = build_brats_datalist(brats_dir.parent, num_folds=5)
     assert all(e["label"].startswith("TrainingData/BraTS-GLI-") for e in datalist["training"])
 
 
@@ -102,8 +109,10 @@ def test_brats_folder_without_cases_or_too_few_cases(tmp_path, brats_dir):
         build_brats_datalist(tmp_path)
     with pytest.raises(ValueError, match="5 case\\(s\\) cannot fill 6 folds"):
         build_brats_datalist(brats_dir, num_folds=6)
-    with pytest.raises(ValueError, match="fold must be in 0..4"):
-        build_brats_datalist(brats_dir, num_folds=5, fold=5)
+    with pytest.raises(SystemExit):  # the command line still checks --fold, which suggests the run's --val_fold
+        datalist_cli.main(
+            ["brats", "--dataset_dir", str(brats_dir), "--output", str(tmp_path / "d.json"), "--fold", "5"]
+        )
 
 
 # ---------------------------------------------------------------- AMOS
@@ -118,15 +127,16 @@ def test_amos_case_ids_split_ct_from_mr():
 def test_amos_ct_and_mr_datalists(amos_dir):
     ct = build_amos_datalist(amos_dir, "ct")
     mr = build_amos_datalist(amos_dir, "mr")
-    assert [e["image"] for e in ct["training"]] == [f"imagesTr/amos_{i:04d}.nii.gz" for i in (1, 2, 410, 500)]
-    assert [e["label"] for e in ct["training"]] == [f"labelsTr/amos_{i:04d}.nii.gz" for i in (1, 2, 410, 500)]
-    assert ct["validation"] == [{"image": "imagesVa/amos_0008.nii.gz", "label": "labelsVa/amos_0008.nii.gz"}]
+    (ct_training, ct_validation), (mr_training, mr_validation) = split(ct), split(mr)  # val_fold 0: the release's
+    assert [e["image"] for e in ct_training] == [f"imagesTr/amos_{i:04d}.nii.gz" for i in (1, 2, 410, 500)]
+    assert [e["label"] for e in ct_training] == [f"labelsTr/amos_{i:04d}.nii.gz" for i in (1, 2, 410, 500)]
+    assert ct_validation == [{"image": "imagesVa/amos_0008.nii.gz", "label": "labelsVa/amos_0008.nii.gz", "fold": 0}]
     assert ct["testing"] == [{"image": "imagesTs/amos_0009.nii.gz"}]
-    assert [e["image"] for e in mr["training"]] == ["imagesTr/amos_0501.nii.gz", "imagesTr/amos_0507.nii.gz"]
-    assert mr["validation"] == [{"image": "imagesVa/amos_0508.nii.gz", "label": "labelsVa/amos_0508.nii.gz"}]
+    assert [e["image"] for e in mr_training] == ["imagesTr/amos_0501.nii.gz", "imagesTr/amos_0507.nii.gz"]
+    assert mr_validation == [{"image": "imagesVa/amos_0508.nii.gz", "label": "labelsVa/amos_0508.nii.gz", "fold": 0}]
     assert mr["testing"] == [{"image": "imagesTs/amos_0509.nii.gz"}]
-    everything = build_amos_datalist(amos_dir, "all")
-    assert len(everything["training"]) == 6 and len(everything["validation"]) == 2
+    everything = split(build_amos_datalist(amos_dir, "all"))
+    assert len(everything[0]) == 6 and len(everything[1]) == 2
 
 
 def test_amos_without_dataset_json_scans_the_folders(amos_dir, tmp_path):
@@ -165,7 +175,7 @@ def test_amos_errors_for_wrong_folders_and_names(tmp_path, amos_dir):
     with pytest.raises(ValueError, match="cannot tell CT from MR for 'imagesTr/patient1.nii.gz'"):
         build_amos_datalist(tmp_path, "ct")
     assert build_amos_datalist(tmp_path, "all")["training"] == [
-        {"image": "imagesTr/patient1.nii.gz", "label": "labelsTr/patient1.nii.gz"}
+        {"image": "imagesTr/patient1.nii.gz", "label": "labelsTr/patient1.nii.gz", "fold": 1}
     ]
     with pytest.raises(ValueError, match="no MR training case"):
         build_amos_datalist(make_amos_dataset(tmp_path / "ct_only", (1,), (), (), shape=SHAPE), "mr")
@@ -178,10 +188,11 @@ def test_cli_writes_the_datalist(amos_dir, brats_dir, tmp_path, capsys):
     output = tmp_path / "configs" / "datalist.json"
     assert datalist_cli.main(["amos", "--dataset_dir", str(amos_dir), "--output", str(output), "--modality", "mr"]) == 0
     assert json.loads(output.read_text()) == build_amos_datalist(amos_dir, "mr")
-    assert "training: 2 cases, validation: 1 cases, testing: 1 cases" in capsys.readouterr().out
+    assert "training: 3 cases (fold 0: 1, fold 1: 2), testing: 1 cases" in capsys.readouterr().out
     arguments = ["brats", "--dataset_dir", str(brats_dir), "--output", str(output), "--num_folds", "5", "--fold", "1"]
     datalist_cli.main(arguments)
-    assert json.loads(output.read_text()) == build_brats_datalist(brats_dir, num_folds=5, fold=1)
+    assert json.loads(output.read_text()) == build_brats_datalist(brats_dir, num_folds=5)
+    assert "--val_fold 1" in capsys.readouterr().out
 
 
 def test_cli_reports_missing_files_and_exits_2(tmp_path, capsys):

@@ -24,7 +24,7 @@ BUNDLE = "brats_nnmamba_segmentation"
 def test_multi_gpu_training_and_evaluation_run_over_two_ranks(tmp_path):
     # 4 cases: 2 train (one per rank), 2 validate (one per rank)
     data = make_brats_dataset(tmp_path / "TrainingData", (1, 2, 3, 4))
-    datalist = write_datalist(build_brats_datalist(data, num_folds=2, fold=0), tmp_path / "datalist.json")
+    datalist = write_datalist(build_brats_datalist(data, num_folds=2), tmp_path / "datalist.json")
     bundle = copy_bundle(BUNDLE, tmp_path)
     common = {
         "dataset_dir": str(data),
@@ -62,7 +62,8 @@ def test_multi_gpu_training_and_evaluation_run_over_two_ranks(tmp_path):
         nproc_per_node=2,
         **common,
     )
-    validation = [entry["label"].split("/")[0] for entry in json.loads(datalist.read_text())["validation"]]
+    entries = json.loads(datalist.read_text())["training"]
+    validation = [entry["label"].split("/")[0] for entry in entries if entry["fold"] == 0]  # default val_fold
     rows = read_csv_rows(bundle / "eval" / "val_mean_dice_raw.csv")
     assert sorted(Path(row["filename"]).parent.name for row in rows) == sorted(validation)
     assert sorted(p.name for p in (bundle / "eval").glob("BraTS-GLI-*.nii.gz")) == sorted(
