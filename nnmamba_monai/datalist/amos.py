@@ -16,7 +16,6 @@ Without ``dataset.json`` the folders are scanned instead. Output (paths relative
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from nnmamba_monai.datalist.common import (
     summarise,
     write_datalist,
 )
+from nnmamba_monai.datalist.schema import read_datalist_json, validate_datalist
 
 __all__ = ["AMOS_LABELS", "LAST_CT_CASE_ID", "add_parser", "amos_case_id", "build_amos_datalist", "case_modality"]
 
@@ -88,7 +88,8 @@ def _listed_images(dataset_dir: Path) -> dict[str, list[tuple[str, str | None]]]
     manifest = dataset_dir / "dataset.json"
     listed: dict[str, list[tuple[str, str | None]]] = {}
     if manifest.is_file():
-        content = json.loads(manifest.read_text())
+        content = read_datalist_json(manifest)
+        validate_datalist(content, ("image", "label"), str(manifest), sections=("training",), label_kind="map")
         for key, json_key, _, label_dir in SPLITS:
             pairs = []
             for item in content.get(json_key, []):
