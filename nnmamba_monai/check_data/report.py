@@ -63,7 +63,7 @@ class DataCheckError(RefusalError, RuntimeError):
         )
         super().__init__(
             f"data check failed ({summary_line(findings, num_cases)}); {hint} "
-            f"(check_data=False skips the check):\n{render_table(findings)}"
+            f"(check_data=False skips the check)\n{render_table(findings)}"
         )
 
 
