@@ -2,23 +2,33 @@
 
 Twice: by the data check in the train config's ``initialize`` (before any training), and, with
 ``check_data=False``, by the NonFiniteGuard handler on the first batch holding the case, which must leave the
-rolling checkpoint as it was.
+rolling checkpoint as it was. A malformed datalist entry and a bundle folder another training holds are refused
+too. Every refusal exits with status 1 and ends with one readable line (no MONAI traceback as the last line).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 from nnmamba_monai.datalist import __main__ as datalist_cli
+from nnmamba_monai.folder_lock import FolderLock
 from tests.bundle_support import copy_bundle, run_bundle
 from tests.bundles.standin_data import make_brats_dataset
 
 BUNDLE = "brats_nnmamba_segmentation"
 TINY = {"num_workers": 0, "patch_size": [32, 32, 32], "network_def#channels": 4, "batch_size": 1, "val_interval": 100}
+
+
+def last_line(result) -> str:
+    """The last line a user reads: stderr's (the run's logging goes to stdout)."""
+    return result.stderr.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +52,8 @@ def test_data_check_refuses_to_train(tmp_path, poisoned):
         copy_bundle(BUNDLE, tmp_path), ["configs/train.json"], expect_success=False, max_epochs=1, **overrides
     )
     log = result.stdout + result.stderr
-    assert "DataCheckError: data check failed (1 error(s), 0 warning(s) in 3 case(s))" in log
+    assert result.returncode == 1
+    assert last_line(result).startswith("DataCheckError: data check failed (1 error(s), 0 warning(s) in 3 case(s))")
     assert f"{bad.parent.name}/{bad.name}" in log and "non_finite" in log and "1 NaN and 0 Inf" in log
     assert "Epoch: 1/" not in log, "no training step ran"
 
@@ -54,6 +65,39 @@ def test_non_finite_guard_stops_training_and_keeps_the_last_good_checkpoint(tmp_
         bundle, ["configs/train.json"], expect_success=False, check_data=False, max_epochs=2, **overrides
     )
     log = result.stdout + result.stderr
-    assert "NonFiniteError" in log and "NaN/Inf values in batch key 'image'" in log, log[-3000:]
+    assert result.returncode == 1
+    assert last_line(result).startswith("NonFiniteError: ") and "NaN/Inf values in batch key 'image'" in log
     assert bad.name in log, "the message names the input file"
     assert not (bundle / "models" / "last.pt").exists(), "stopped in epoch 1, before any checkpoint"
+
+
+def test_entry_without_label_is_refused_naming_the_entry_and_key(tmp_path, poisoned):
+    overrides, _ = poisoned
+    content = json.loads(Path(overrides["datalist_file"]).read_text())
+    del content["training"][1]["label"]
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps(content))
+    result = run_bundle(
+        copy_bundle(BUNDLE, tmp_path),
+        ["configs/train.json"],
+        expect_success=False,
+        max_epochs=1,
+        **{**overrides, "datalist_file": str(datalist)},
+    )
+    assert result.returncode == 1
+    assert re.match(
+        r"DatalistSchemaError: datalist of dataset_dir .*: entry 1 \(.*\) has no key 'label'", last_line(result)
+    )
+
+
+def test_second_training_into_the_same_bundle_is_refused(tmp_path, poisoned):
+    overrides, _ = poisoned
+    bundle = copy_bundle(BUNDLE, tmp_path)
+    with FolderLock(bundle / "models"):  # this process plays the first training
+        result = run_bundle(
+            bundle, ["configs/train.json"], expect_success=False, check_data=False, max_epochs=1, **overrides
+        )
+    assert result.returncode == 1
+    line = last_line(result)
+    assert line.startswith("FolderLockedError: ") and f"pid {os.getpid()}" in line and "started " in line
+    assert not (bundle / "models" / "last.pt").exists()
