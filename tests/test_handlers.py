@@ -308,3 +308,20 @@ def test_refusal_inside_monai_expression_ends_with_its_summary_line():
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("DataCheckError: data check failed (0 error(s), 0 warning(s) in 3 case(s))")
     assert "Traceback" not in result.stderr and "Failed to evaluate" not in result.stderr
+
+
+def test_guard_checks_the_training_entries_hold_the_keys_the_transforms_load(tmp_path):
+    """Even with a bundle's data check off: an entry without "label" is named at attach, not a KeyError later."""
+    from monai.data import DataLoader, Dataset
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+
+    from nnmamba_monai.datalist.schema import DatalistSchemaError
+
+    transform = Compose([LoadImaged(keys=["image", "label"]), EnsureChannelFirstd(keys=["image", "label"])])
+    entries = [{"image": "a/case_1.nii.gz", "label": "a/seg_1.nii.gz"}, {"image": "a/case_2.nii.gz"}]
+    engine = Engine(lambda e, b: None)
+    engine.data_loader = DataLoader(Dataset(entries, transform))
+    with pytest.raises(DatalistSchemaError, match=r"^training datalist: entry 1 \(case_2.nii.gz\) has no key 'label'"):
+        NonFiniteGuard(image_keys=["image"]).attach(engine)
+    engine.data_loader = DataLoader(Dataset(entries[:1], transform))
+    NonFiniteGuard(image_keys=["image"]).attach(engine)

@@ -23,6 +23,7 @@ __all__ = [
     "UNLABELLED_SECTIONS",
     "DatalistSchemaError",
     "entry_problem",
+    "load_checked_datalist",
     "read_datalist_json",
     "validate_datalist",
     "validate_entries",
@@ -179,3 +180,25 @@ def read_datalist_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DatalistSchemaError(f"{path} is not valid JSON: {error}") from None
+
+
+def load_checked_datalist(
+    datalist_file: str | Path,
+    data_list_key: str = "training",
+    base_dir: str | Path | None = None,
+    required_keys: Sequence[str] = ("image",),
+    is_segmentation: bool = True,
+    label_kind: str | None = None,
+) -> list[dict]:
+    """MONAI's ``load_decathlon_datalist`` after :func:`validate_datalist`: a config that loads its datalist with
+    this (``"$nnmamba_monai.datalist.schema.load_checked_datalist(@datalist_file, 'training', @dataset_dir,
+    ['image', 'label'])"``) gets a one-line :class:`DatalistSchemaError` for a malformed file instead of MONAI's
+    ``TypeError`` (which names neither the entry nor the key)."""
+    from monai.data import load_decathlon_datalist
+
+    if not Path(datalist_file).is_file():
+        raise DatalistSchemaError(f"datalist not found: {datalist_file}")
+    validate_datalist(
+        read_datalist_json(datalist_file), required_keys, str(datalist_file), (data_list_key,), label_kind
+    )
+    return load_decathlon_datalist(datalist_file, is_segmentation, data_list_key, base_dir)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from nnmamba_monai.datalist.schema import validate_entries
 from nnmamba_monai.refusal import RefusalError, install_excepthook
 
 __all__ = ["NonFiniteGuard", "NonFiniteError"]
@@ -56,6 +57,32 @@ def _filenames(batch: Any, key: str) -> list[str]:
     return []
 
 
+def _loaded_keys(transform: Any) -> list[str]:
+    """Keys a dataset's transforms load from each entry (``LoadImaged`` keys not marked ``allow_missing_keys``):
+    the keys every entry must hold, since no earlier transform can have made them."""
+    from monai.transforms import Compose, LoadImaged
+
+    keys: list[str] = []
+    for item in transform.transforms if isinstance(transform, Compose) else [transform]:
+        if isinstance(item, Compose):
+            keys += _loaded_keys(item)
+        elif isinstance(item, LoadImaged) and not item.allow_missing_keys:
+            keys += [str(k) for k in item.keys]
+    return list(dict.fromkeys(keys))
+
+
+def check_training_entries(engine: Engine, image_keys: Sequence[str]) -> None:
+    """Raise :class:`~nnmamba_monai.datalist.schema.DatalistSchemaError` naming the entry and key when an entry of
+    the trainer's dataset lacks a key its transforms load (or an image key): the cheap structural check, run even
+    when a bundle's data check is switched off, instead of a ``KeyError`` in a data-loader worker later."""
+    dataset = getattr(getattr(engine, "data_loader", None), "dataset", None)
+    entries = getattr(dataset, "data", None)
+    if not isinstance(entries, Sequence) or not entries or not all(isinstance(e, Mapping) for e in entries):
+        return
+    required = list(dict.fromkeys([*image_keys, *_loaded_keys(getattr(dataset, "transform", None))]))
+    validate_entries(list(entries), required, "training datalist")
+
+
 class NonFiniteGuard:
     """Check each batch's inputs before the step and the loss after it; raise :class:`NonFiniteError`.
 
@@ -72,7 +99,9 @@ class NonFiniteGuard:
         self._batch_files: list[str] = []
 
     def attach(self, engine: Engine) -> None:
+        """Check the trainer's datalist entries hold the keys its transforms load, then guard every iteration."""
         install_excepthook()
+        check_training_entries(engine, self.image_keys)
         engine.add_event_handler(Events.ITERATION_STARTED, self.check_inputs)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.check_loss)
 

@@ -71,7 +71,8 @@ def test_non_finite_guard_stops_training_and_keeps_the_last_good_checkpoint(tmp_
     assert not (bundle / "models" / "last.pt").exists(), "stopped in epoch 1, before any checkpoint"
 
 
-def test_entry_without_label_is_refused_naming_the_entry_and_key(tmp_path, poisoned):
+@pytest.mark.parametrize("check_data", [True, False], ids=["data_check", "guard_without_data_check"])
+def test_entry_without_label_is_refused_naming_the_entry_and_key(tmp_path, poisoned, check_data):
     overrides, _ = poisoned
     content = json.loads(Path(overrides["datalist_file"]).read_text())
     del content["training"][1]["label"]
