@@ -1,7 +1,10 @@
 """``python -m nnmamba_monai.check_data --bundle DIR --dataset_dir DIR``: check every case a bundle trains on.
 
 Prints a table (file, case, check, severity, message) and exits with status 1 when there is an error, 0
-otherwise (warnings only: 0, or 1 with ``--strict``). ``--headers_only`` reads only the NIfTI headers (missing,
+otherwise (warnings only: 0, or 1 with ``--strict``). A datalist whose structure is wrong (a section that is not
+a list, an entry without a key the bundle reads, a value of the wrong type) stops it first with one line naming
+the file, the entry and the key (status 1). A file whose header claims more than ``--max_voxels`` voxels is an
+error found from its header alone: its voxels are never read. ``--headers_only`` reads only the NIfTI headers (missing,
 unreadable header, channels, shape and affine checks): seconds for thousands of files, whereas the full check
 reads every voxel once (about the time of one epoch of data loading).
 """
