@@ -31,7 +31,7 @@ from nnmamba_monai.check_data.nifti import read_voxels
 from nnmamba_monai.datalist import __main__ as datalist_cli
 from nnmamba_monai.datalist.schema import DatalistSchemaError
 from tests.bundle_support import BUNDLES_DIR
-from tests.bundles.standin_data import BRATS_AFFINE, brats_case_id, make_brats_dataset
+from tests.bundles.standin_data import BRATS_AFFINE, brats_case_id, make_brats_dataset, write_absurd_header
 from tests.bundles.synthetic import make_adni_dataset, make_fetal_dataset
 
 BRATS_SPEC = DataSpec(num_channels=4, label_values=(0, 1, 2, 3))
@@ -197,18 +197,6 @@ def test_cli_reads_the_bundle_datalist_and_exits_non_zero(tmp_path, capsys):
     row = next(line for line in out.splitlines() if "non_finite" in line)
     assert row.startswith(f"{brats_case_id(2)}/{bad.name}") and "error" in row
     assert check_data_main([*arguments, "--headers_only"]) == 0  # NaN needs the voxels
-
-
-def write_absurd_header(path: Path, shape=(2048, 1024, 1024)) -> None:
-    """A .nii.gz whose header claims ``shape`` (2^31 voxels, 8 GiB of float32) but which holds 1 kB of data."""
-    header = nib.Nifti1Header()
-    header.set_data_dtype(np.float32)
-    header.set_data_shape(shape)
-    header.set_qform(BRATS_AFFINE, 1)
-    header.set_sform(BRATS_AFFINE, 1)
-    header["vox_offset"] = 352
-    with gzip.open(path, "wb") as stream:
-        stream.write(header.binaryblock + b"\0" * 4 + b"\0" * 1024)
 
 
 def test_absurd_header_is_refused_without_reading_voxels(brats, monkeypatch):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -19,8 +21,8 @@ import pytest
 
 from nnmamba_monai.datalist import __main__ as datalist_cli
 from nnmamba_monai.folder_lock import FolderLock
-from tests.bundle_support import copy_bundle, run_bundle
-from tests.bundles.standin_data import make_brats_dataset
+from tests.bundle_support import copy_bundle, run_bundle, run_checked
+from tests.bundles.standin_data import make_brats_dataset, write_absurd_header
 
 BUNDLE = "brats_nnmamba_segmentation"
 TINY = {"num_workers": 0, "patch_size": [32, 32, 32], "network_def#channels": 4, "batch_size": 1, "val_interval": 100}
@@ -102,3 +104,32 @@ def test_second_training_into_the_same_bundle_is_refused(tmp_path, poisoned):
     line = last_line(result)
     assert line.startswith("FolderLockedError: ") and f"pid {os.getpid()}" in line and "started " in line
     assert not (bundle / "models" / "last.pt").exists()
+
+
+PEAK_RSS_RUN = """
+import atexit, resource, runpy, sys
+atexit.register(lambda: print("peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True))
+sys.argv = ["monai.bundle", *sys.argv[1:]]
+runpy.run_module("monai.bundle", run_name="__main__")
+"""
+
+
+def test_absurd_header_is_refused_by_training_under_1_gib(tmp_path, poisoned):
+    """A header claiming 2^31 voxels: the run stops in the data check, from the header, using < 1 GiB."""
+    overrides, _ = poisoned
+    data = tmp_path / "data"
+    shutil.copytree(overrides["dataset_dir"], data)
+    entry = json.loads(Path(overrides["datalist_file"]).read_text())["training"][1]
+    absurd = data / entry["image"][1]
+    write_absurd_header(absurd)
+    bundle = copy_bundle(BUNDLE, tmp_path)
+    arguments = ["run", "--meta_file", bundle / "configs/metadata.json", "--config_file", bundle / "configs/train.json"]
+    arguments += ["--bundle_root", bundle, "--max_epochs", "1"]
+    for key, value in {**overrides, "dataset_dir": str(data)}.items():
+        arguments += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    result = run_checked([sys.executable, "-c", PEAK_RSS_RUN, *arguments], expect_success=False)
+    assert result.returncode == 1
+    assert last_line(result).startswith("DataCheckError: data check failed (2 error(s)")
+    assert "implausible_header" in result.stderr and absurd.name in result.stderr
+    peak_kib = int(result.stdout.split("peak_rss_kib")[1].split()[0])
+    assert peak_kib < 2**20, f"{peak_kib / 1024:.0f} MiB"
