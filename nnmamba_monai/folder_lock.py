@@ -4,8 +4,9 @@ Two trainings writing the same ``models/`` folder would silently replace each ot
 :class:`FolderLock` takes ``fcntl.flock`` on ``<folder>/.train.lock`` and writes the holder's pid, host and start
 time into it; a second run finds the lock held and stops with :class:`FolderLockedError` naming the first run.
 The kernel drops a flock when its process dies, however it dies, so the lock of a killed run is simply taken
-over (the previous holder is logged). On a file system without working flock (some NFS setups) a lock left by
-a process that no longer runs on this host is recognised by its pid and replaced.
+over (the previous holder is logged). A flock that outlives its run (held on by forked data-loader workers of a
+killed run) is recognised by the recorded pid no longer running on this host, in this pid namespace (a
+container sharing the folder but not the pids never counts as dead), and replaced.
 """
 
 from __future__ import annotations
@@ -48,6 +49,21 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace (Linux), so that a pid is only judged dead where it means the same process."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _holder_is_gone(holder: dict) -> bool:
+    """Whether the lock file's recorded holder is a process that no longer runs (and could be checked)."""
+    pid = holder.get("pid")
+    same_place = holder.get("host") == socket.gethostname() and holder.get("pid_namespace", "") == _pid_namespace()
+    return isinstance(pid, int) and same_place and not pid_alive(pid)
 
 
 def _describe(holder: dict) -> str:
@@ -105,8 +121,7 @@ class FolderLock:
                 break
             os.close(fd)
             holder = self._read_holder()
-            stale = holder.get("host") == socket.gethostname() and not pid_alive(int(holder.get("pid", 0) or 0))
-            if attempt == 0 and stale and holder.get("pid"):  # flock held but its owner is gone: broken flock
+            if attempt == 0 and _holder_is_gone(holder):  # flock held on by a dead run's forked children
                 logger.warning(f"replacing the lock of {_describe(holder)}, which no longer runs: {self.path}")
                 self.path.unlink(missing_ok=True)
                 continue
@@ -120,6 +135,7 @@ class FolderLock:
         record = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
+            "pid_namespace": _pid_namespace(),
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         os.ftruncate(fd, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -254,6 +255,37 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path, caplog):
     assert (tmp_path / "last.pt").is_file()
 
 
+FORKED_HOLDER = textwrap.dedent(
+    """
+    import os, sys, time
+    from nnmamba_monai.folder_lock import FolderLock
+    FolderLock(sys.argv[1]).acquire()
+    child = os.fork()  # like a data-loader worker: shares the locked file description
+    if child == 0:
+        time.sleep(600)
+        os._exit(0)
+    print(child, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_lock_held_on_by_a_killed_runs_forked_worker_is_replaced(tmp_path, caplog):
+    from nnmamba_monai.folder_lock import FolderLock
+
+    run = subprocess.Popen([sys.executable, "-c", FORKED_HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    worker = int(run.stdout.readline())
+    try:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        with caplog.at_level("WARNING"):
+            lock = FolderLock(tmp_path).acquire()
+        assert f"replacing the lock of pid {run.pid}" in caplog.text and lock.held
+        lock.release()
+    finally:
+        os.kill(worker, signal.SIGKILL)
+
+
 def test_a_run_never_deletes_another_live_runs_temporary_file(tmp_path):
     """Only temporary files whose writer is dead are cleared; the live writer's file and name pattern are kept."""
     from nnmamba_monai.atomic import remove_stale_temporaries
@@ -272,8 +304,6 @@ def test_a_run_never_deletes_another_live_runs_temporary_file(tmp_path):
 
 
 def test_temporary_file_names_carry_the_writers_pid(tmp_path, monkeypatch):
-    import os
-
     seen = []
     real_replace = os.replace
     monkeypatch.setattr(os, "replace", lambda src, dst: (seen.append(src), real_replace(src, dst)))
