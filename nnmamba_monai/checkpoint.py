@@ -3,15 +3,75 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from nnmamba_monai.networks import nnMambaCls, nnMambaSeg
+from nnmamba_monai.refusal import RefusalError
 
-__all__ = ["extract_state_dict", "infer_network_config", "build_network", "load_authors_checkpoint"]
+__all__ = [
+    "CheckpointLoadError",
+    "build_network",
+    "extract_state_dict",
+    "infer_network_config",
+    "load_authors_checkpoint",
+    "load_weights_only",
+    "unreadable_checkpoint",
+]
+
+
+class CheckpointLoadError(RefusalError, ValueError):
+    """A checkpoint file that ``torch.load(weights_only=True)`` cannot read; the message names the file."""
+
+
+def _unpickler_reason(error: BaseException) -> str:
+    """torch's reason for refusing a file, without its advice to retry with ``weights_only=False``."""
+    text = " ".join(str(error).split())
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    for advice in (" Please use ", " Check the documentation", " Please file an issue"):
+        text = text.split(advice, 1)[0]
+    return text.strip().rstrip(".") or type(error).__name__
+
+
+def unreadable_checkpoint(source: str, error: BaseException) -> CheckpointLoadError:
+    """The one-line :class:`CheckpointLoadError` for ``error`` raised by ``torch.load(source, weights_only=True)``.
+
+    It names the file and torch's reason, and says why the file is not loaded otherwise: a checkpoint that needs
+    more than tensors and plain containers may run code when unpickled, and retrying with ``weights_only=False``
+    (torch's own suggestion, deliberately not repeated) is only safe for a file whose origin you trust.
+    """
+    if isinstance(error, pickle.UnpicklingError):
+        return CheckpointLoadError(
+            f"{source} is not a plain checkpoint of tensors ({_unpickler_reason(error)}), so it is not loaded: "
+            "unpickling it could run code stored in it. Use a state_dict saved by this project or the network's "
+            "authors, or convert the file with nnmamba_monai.convert_checkpoint"
+        )
+    reason = " ".join(str(error).split())[:200]
+    return CheckpointLoadError(
+        f"{source} cannot be read as a torch checkpoint (truncated, or not a torch file?): {reason}"
+    )
+
+
+UNREADABLE_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError)  # what torch.load raises
+
+
+def load_weights_only(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; a file it cannot read raises :class:`CheckpointLoadError`
+    (see :func:`unreadable_checkpoint`); a missing file raises FileNotFoundError."""
+    source = os.fspath(path)
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"checkpoint file not found: {source}")
+    try:
+        return torch.load(source, map_location=map_location, weights_only=True)
+    except UNREADABLE_ERRORS as error:
+        raise unreadable_checkpoint(source, error) from None
+
 
 _WRAPPER_KEYS = ("state_dict", "model", "network_weights", "model_state_dict", "net")
 _PREFIXES = ("module.", "_orig_mod.", "model.", "network.")
@@ -131,9 +191,6 @@ def load_authors_checkpoint(
         source = os.fspath(path_or_state_dict)
         if not os.path.isfile(source):
             raise FileNotFoundError(f"checkpoint file not found: {source}")
-        try:
-            checkpoint = torch.load(source, map_location=map_location, weights_only=True)
-        except Exception as err:  # pickle errors come in many types
-            raise ValueError(f"{source}: cannot be read as a weights-only torch checkpoint ({err})") from err
+        checkpoint = load_weights_only(source, map_location)
     net = build_network(extract_state_dict(checkpoint, source), source, **overrides)
     return net.eval()

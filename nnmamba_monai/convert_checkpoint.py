@@ -34,7 +34,12 @@ import torch
 import torch.nn as nn
 
 from nnmamba_monai.atomic import atomic_torch_save, atomic_write
-from nnmamba_monai.checkpoint import extract_state_dict, infer_network_config, load_authors_checkpoint
+from nnmamba_monai.checkpoint import (
+    extract_state_dict,
+    infer_network_config,
+    load_authors_checkpoint,
+    load_weights_only,
+)
 
 if TYPE_CHECKING:
     from monai.bundle import ConfigParser
@@ -200,10 +205,7 @@ def convert_checkpoint(
     bundle_network_ = bundle_network(bundle, config_file)
     if not os.path.isfile(source):
         raise FileNotFoundError(f"checkpoint file not found: {source}")
-    try:
-        raw = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors come in many types
-        raise ValueError(f"{source}: cannot be read as a weights-only torch checkpoint ({err})") from err
+    raw = load_weights_only(source)
     state = extract_state_dict(raw, source)
     spec = infer_network_config(state, source)
     check_compatible(state, spec, bundle_network_, source)

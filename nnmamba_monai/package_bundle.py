@@ -32,12 +32,24 @@ import torch
 import yaml
 
 from nnmamba_monai.atomic import atomic_write
+from nnmamba_monai.checkpoint import load_weights_only
+from nnmamba_monai.folder_lock import LOCK_NAME
 
 __all__ = ["check_self_contained", "check_state_dict_file", "file_sha256", "package_bundle"]
 
 WEIGHTS_RELPATH = "models/model.pt"
 # run outputs, caches and anything a previous packaging left behind are not part of a released bundle
-_SKIP_NAMES = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints", "eval", "logs", "runs", "mlruns", "dist"}
+_SKIP_NAMES = {
+    "__pycache__",
+    ".pytest_cache",
+    ".ipynb_checkpoints",
+    "eval",
+    "logs",
+    "runs",
+    "mlruns",
+    "dist",
+    LOCK_NAME,  # a training's lock on models/
+}
 _SKIP_SUFFIXES = (".pyc", ".zip", ".partial", ".sha256")
 
 
@@ -91,10 +103,7 @@ def check_state_dict_file(path: str | os.PathLike) -> int:
     Users load ``models/model.pt`` with MONAI's ``CheckpointLoader``; a file that needs pickled code
     (a whole module, a trainer object) would not load with ``weights_only=True`` there.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors come in many types
-        raise ValueError(f"{path}: not readable with torch.load(weights_only=True): {err}") from err
+    state = load_weights_only(path)
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         kind = type(state).__name__ if not isinstance(state, dict) else f"dict with keys {sorted(map(str, state))[:8]}"
         raise ValueError(

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -24,9 +27,11 @@ from nnmamba_monai.check_data import (
     require_clean_data,
 )
 from nnmamba_monai.check_data.__main__ import main as check_data_main
+from nnmamba_monai.check_data.nifti import read_voxels
 from nnmamba_monai.datalist import __main__ as datalist_cli
+from nnmamba_monai.datalist.schema import DatalistSchemaError
 from tests.bundle_support import BUNDLES_DIR
-from tests.bundles.standin_data import BRATS_AFFINE, brats_case_id, make_brats_dataset
+from tests.bundles.standin_data import BRATS_AFFINE, brats_case_id, make_brats_dataset, write_absurd_header
 from tests.bundles.synthetic import make_adni_dataset, make_fetal_dataset
 
 BRATS_SPEC = DataSpec(num_channels=4, label_values=(0, 1, 2, 3))
@@ -192,3 +197,97 @@ def test_cli_reads_the_bundle_datalist_and_exits_non_zero(tmp_path, capsys):
     row = next(line for line in out.splitlines() if "non_finite" in line)
     assert row.startswith(f"{brats_case_id(2)}/{bad.name}") and "error" in row
     assert check_data_main([*arguments, "--headers_only"]) == 0  # NaN needs the voxels
+
+
+def test_absurd_header_is_refused_without_reading_voxels(brats, monkeypatch):
+    path = Path(brats[1]["image"][0])
+    write_absurd_header(path)
+
+    def read_small_voxels(image):
+        assert image.shape == SHAPE, f"voxels of {image.shape} read"
+        return read_voxels(image)
+
+    monkeypatch.setattr("nnmamba_monai.check_data.case_checks.read_voxels", read_small_voxels)
+    finding = only(findings_of(brats[1]), Check.IMPLAUSIBLE_HEADER, path.name)
+    assert "(2048, 1024, 1024) = 2147483648 voxels" in finding.message and "--max_voxels" in finding.message
+    spec = DataSpec(num_channels=4, label_values=(0, 1, 2, 3), max_voxels=2**32)
+    assert Check.IMPLAUSIBLE_HEADER not in {f.check for f in findings_of(brats[1], spec, headers_only=True)}
+
+
+def test_cli_rejects_an_absurd_header_under_1_gib(tmp_path):
+    """The whole check_data command, in its own process: exit 1, the file named, peak memory (ru_maxrss) < 1 GiB."""
+    data = make_brats_dataset(tmp_path / "data", (1, 2), shape=SHAPE)
+    datalist = tmp_path / "datalist.json"
+    datalist_cli.main(["brats", "--dataset_dir", str(data), "--output", str(datalist), "--num_folds", "2"])
+    bad = data / brats_case_id(2) / f"{brats_case_id(2)}-t1c.nii.gz"
+    write_absurd_header(bad)
+    arguments = ["--bundle", str(BUNDLES_DIR / "brats_nnmamba_segmentation"), "--dataset_dir", str(data)]
+    arguments += ["--datalist_file", str(datalist)]
+    script = (
+        "import resource, sys\n"
+        "from nnmamba_monai.check_data.__main__ import main\n"
+        f"status = main({arguments!r})\n"
+        "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "sys.exit(status)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    row = next(line for line in result.stdout.splitlines() if "implausible_header" in line)
+    assert row.startswith(f"{brats_case_id(2)}/{bad.name}")
+    peak_kib = int(result.stdout.split("peak_rss_kib")[1].split()[0])
+    print(f"check_data peak RSS rejecting a 2^31-voxel header: {peak_kib / 1024:.0f} MiB")
+    assert peak_kib < 2**20, f"{peak_kib / 1024:.0f} MiB"
+
+
+def _brats_cli(tmp_path, edit) -> tuple[list[str], Path]:
+    """check_data arguments for a stand-in BraTS dataset whose datalist JSON was changed by ``edit(content)``."""
+    data = make_brats_dataset(tmp_path / "data", (1, 2, 3), shape=SHAPE)
+    datalist = tmp_path / "datalist.json"
+    datalist_cli.main(["brats", "--dataset_dir", str(data), "--output", str(datalist), "--num_folds", "3"])
+    content = json.loads(datalist.read_text())
+    edit(content)
+    datalist.write_text(json.dumps(content))
+    bundle = BUNDLES_DIR / "brats_nnmamba_segmentation"
+    return ["--bundle", str(bundle), "--dataset_dir", str(data), "--datalist_file", str(datalist)], datalist
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda d: d["training"][1].pop("label"),
+            r"training\[1\] \(BraTS-GLI-\d+-000-t1n.nii.gz\) has no key 'label'",
+        ),
+        (lambda d: d["training"][0].update(image=5), r"training\[0\] key 'image' is int 5; it must be a file path"),
+        (lambda d: d.update(training="imagesTr"), r"'training' is str \"imagesTr\"; it must be a list of entries"),
+        (lambda d: d.update(training={"image": "a"}), r"'training' is dict .*; it must be a list of entries"),
+        (
+            lambda d: d["validation"][0].update(label=3),
+            r"validation\[0\] .*key 'label' is int 3; it must be a label-map",
+        ),
+    ],
+    ids=["missing_label", "image_int", "training_str", "training_dict", "class_label_in_segmentation"],
+)
+def test_cli_datalist_schema_errors_are_one_line_naming_entry_and_key(tmp_path, capsys, edit, expected):
+    arguments, datalist = _brats_cli(tmp_path, edit)
+    with pytest.raises(SystemExit) as exited:
+        check_data_main(arguments)
+    assert exited.value.code == 1
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and str(datalist) in message
+    assert re.search(expected, message), message
+
+
+def test_training_gate_checks_entry_structure(brats):
+    metadata = json.loads((BUNDLES_DIR / "brats_nnmamba_segmentation" / "configs" / "metadata.json").read_text())
+    entry = {key: value for key, value in brats[1].items() if key != "label"}
+    with pytest.raises(DatalistSchemaError, match=r"entry 0 \(.*-t1n.nii.gz\) has no key 'label'") as raised:
+        require_clean_data([entry], metadata, [0, 1, 2, 3], root=brats[0])
+    assert "\n" not in str(raised.value)
+    with pytest.raises(DatalistSchemaError, match="key 'image' is int 5"):
+        require_clean_data([{**brats[1], "image": 5}], metadata, [0, 1, 2, 3])
+
+
+def test_check_entry_reports_a_malformed_entry_instead_of_crashing():
+    findings = check_entry({"image": 5, "label": "x.nii.gz"}, BRATS_SPEC)
+    assert [f.check for f in findings] == [Check.DATALIST_SCHEMA] and "key 'image' is int 5" in findings[0].message

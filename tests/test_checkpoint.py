@@ -102,3 +102,42 @@ def test_not_an_nnmamba_checkpoint(tmp_path):
 def test_extract_state_dict_strips_nested_prefixes():
     state = {"module._orig_mod.in_conv.conv.0.weight": torch.zeros(1)}
     assert list(extract_state_dict({"state_dict": state})) == ["in_conv.conv.0.weight"]
+
+
+class _RunsCode:
+    """Pickles as a call to ``print``: what a weights-only load must refuse."""
+
+    def __reduce__(self):
+        return (print, ("this ran while unpickling",))
+
+
+@pytest.mark.parametrize("loader", ["authors", "resumer"])
+def test_a_checkpoint_holding_code_is_refused_without_weights_only_false_advice(tmp_path, loader):
+    from ignite.engine import Engine
+
+    from nnmamba_monai.checkpoint import CheckpointLoadError
+    from nnmamba_monai.handlers import CheckpointResumer
+
+    path = tmp_path / "last.pt"
+    torch.save({"network": {"weight": torch.zeros(1)}, "extra": _RunsCode()}, path)
+    with pytest.raises(CheckpointLoadError) as raised:
+        if loader == "authors":
+            load_authors_checkpoint(path)
+        else:
+            CheckpointResumer(str(path), {"network": torch.nn.Linear(1, 1)})(Engine(lambda e, b: None))
+    message = str(raised.value)
+    assert "\n" not in message and str(path) in message and "not a plain checkpoint of tensors" in message
+    assert "print" in message, "torch's reason (the unsupported global) is kept"
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_a_truncated_checkpoint_is_one_line_naming_the_file(tmp_path):
+    from nnmamba_monai.checkpoint import CheckpointLoadError
+
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(CheckpointLoadError, match="model.pt cannot be read as a torch checkpoint") as raised:
+        load_authors_checkpoint(path)
+    assert "\n" not in str(raised.value) and "weights_only" not in str(raised.value)

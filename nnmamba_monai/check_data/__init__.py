@@ -9,9 +9,10 @@ from nnmamba_monai.check_data.bundle import bundle_cases
 from nnmamba_monai.check_data.case_checks import case_id, check_entries, check_entry
 from nnmamba_monai.check_data.findings import Check, Finding, Severity
 from nnmamba_monai.check_data.report import DataCheckError, render_table, require_clean_data, summary_line
-from nnmamba_monai.check_data.spec import DataSpec
+from nnmamba_monai.check_data.spec import DEFAULT_MAX_VOXELS, DataSpec
 
 __all__ = [
+    "DEFAULT_MAX_VOXELS",
     "Check",
     "DataCheckError",
     "DataSpec",

@@ -9,6 +9,7 @@ from typing import Any
 from monai.bundle import ConfigParser
 
 from nnmamba_monai.check_data.spec import DataSpec
+from nnmamba_monai.datalist.schema import read_datalist_json, validate_datalist
 
 __all__ = ["ENTRIES_ID", "LABELS_ID", "bundle_cases"]
 
@@ -27,6 +28,8 @@ def bundle_cases(
 
     Raises:
         FileNotFoundError: the config, metadata or datalist file is missing (the message says how to build one).
+        DatalistSchemaError: the datalist's structure is wrong (a section that is not a list, an entry without a
+            key the bundle reads, a value of the wrong type); the message names the file, entry and key.
     """
     bundle_dir = Path(bundle_dir)
     config_path, meta_path = bundle_dir / config_file, bundle_dir / "configs" / "metadata.json"
@@ -46,7 +49,9 @@ def bundle_cases(
             f"datalist not found: {datalist}; build it with python -m nnmamba_monai.datalist (see the bundle's "
             "docs/README.md) or pass --datalist_file"
         )
-    entries = list(parser.get_parsed_content(ENTRIES_ID))
     labels = parser.get_parsed_content(LABELS_ID) if LABELS_ID in parser else None
     spec = DataSpec.from_metadata(json.loads(meta_path.read_text()), labels)
+    # before MONAI's loader, which fails on a bad structure with a TypeError naming neither the entry nor the key
+    validate_datalist(read_datalist_json(datalist), spec.required_keys, str(datalist), label_kind=spec.label_kind)
+    entries = list(parser.get_parsed_content(ENTRIES_ID))
     return entries, spec

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from nnmamba_monai.check_data.findings import Check, Finding, Severity
-from nnmamba_monai.check_data.nifti import NiftiFile, channels_of, open_nifti, read_voxels
+from nnmamba_monai.check_data.nifti import NiftiFile, channels_of, implausible_size, open_nifti, read_voxels
 from nnmamba_monai.check_data.spec import DataSpec
+from nnmamba_monai.datalist.schema import entry_problem
 
 __all__ = ["case_id", "check_entries", "check_entry"]
 
@@ -39,6 +40,13 @@ def case_id(entry: Mapping[str, Any]) -> str:
         return "?"
     first = images[0]
     return first.parent.name if len(images) > 1 else _strip_suffix(first.name)
+
+
+def _safe_case_id(entry: Any) -> str:
+    try:
+        return case_id(entry)
+    except (TypeError, AttributeError):
+        return "?"
 
 
 def _image_paths(entry: Mapping[str, Any]) -> list[Path]:
@@ -74,6 +82,11 @@ class _CaseChecker:
         image, problem = open_nifti(path)
         if problem:
             self.add(path, Check.UNREADABLE, f"{role} file {path.name} {problem}")
+            return None
+        too_large = implausible_size(image, self.spec.max_voxels)
+        if too_large:  # no further check of this file: none may read its voxels
+            self.add(path, Check.IMPLAUSIBLE_HEADER, f"{role} file {path.name}: {too_large}")
+            return None
         return image
 
     def voxels(self, path: Path, image: NiftiFile) -> np.ndarray | None:
@@ -204,6 +217,9 @@ def check_entry(
 ) -> list[Finding]:
     """All findings of one datalist entry; ``headers_only`` skips the checks that read voxels (label values,
     NaN/Inf, empty foreground, truncated data). File names in the findings are relative to ``root`` if given."""
+    problem = entry_problem(entry, spec.required_keys, spec.label_kind)
+    if problem:  # the file checks below need the keys and types the schema promises
+        return [Finding("-", _safe_case_id(entry), Check.DATALIST_SCHEMA, Severity.ERROR, f"datalist entry {problem}")]
     checker = _CaseChecker(entry, spec, headers_only, Path(root) if root is not None else None)
     reference = checker.check_images()
     checker.check_label(reference)

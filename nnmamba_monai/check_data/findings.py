@@ -20,6 +20,8 @@ class Check(str, Enum):
 
     MISSING_FILE = "missing_file"
     UNREADABLE = "unreadable"
+    IMPLAUSIBLE_HEADER = "implausible_header"
+    DATALIST_SCHEMA = "datalist_schema"
     CHANNELS = "channels"
     SHAPE_MISMATCH = "shape_mismatch"
     AFFINE_MISMATCH = "affine_mismatch"

@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-__all__ = ["NiftiFile", "open_nifti", "read_voxels"]
+__all__ = ["NiftiFile", "implausible_size", "open_nifti", "read_voxels"]
 
 NiftiFile = nib.Nifti1Image | nib.Nifti2Image
 
@@ -23,6 +23,25 @@ def open_nifti(path: Path) -> tuple[NiftiFile | None, str | None]:
     if len(image.shape) < 3:
         return None, f"has {len(image.shape)} dimension(s), a 3D volume is needed (shape {image.shape})"
     return image, None
+
+
+def implausible_size(image: NiftiFile, max_voxels: int) -> str | None:
+    """Why the header's shape cannot be a real volume (more than ``max_voxels`` voxels), or None.
+
+    Reads nothing but the header: a corrupt or hostile header claiming 2^31 voxels is refused before numpy would
+    allocate gigabytes for it.
+    """
+    shape = tuple(int(n) for n in image.shape)
+    voxels = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    if voxels <= max_voxels:
+        return None
+    itemsize = np.dtype(image.get_data_dtype()).itemsize
+    gib = voxels * max(itemsize, 1) / 2**30
+    return (
+        f"header claims shape {shape} = {voxels} voxels ({gib:.1f} GiB as {image.get_data_dtype()}), more than the "
+        f"limit of {max_voxels}; corrupt header? (a real volume this large: raise --max_voxels, or "
+        "data_check#max_voxels in a bundle run)"
+    )
 
 
 def read_voxels(image: NiftiFile) -> tuple[np.ndarray | None, str | None]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from nnmamba_monai.check_data.case_checks import check_entries
 from nnmamba_monai.check_data.findings import Finding, Severity
-from nnmamba_monai.check_data.spec import DataSpec
+from nnmamba_monai.check_data.spec import DEFAULT_MAX_VOXELS, DataSpec
+from nnmamba_monai.datalist.schema import validate_entries
+from nnmamba_monai.refusal import RefusalError, install_excepthook
 
 __all__ = ["DataCheckError", "render_table", "require_clean_data", "summary_line"]
 
@@ -44,8 +47,12 @@ def summary_line(findings: Sequence[Finding], num_cases: int) -> str:
     return f"{errors} error(s), {len(findings) - errors} warning(s) in {num_cases} case(s)"
 
 
-class DataCheckError(RuntimeError):
-    """Training refused to start: the data check found errors (or warnings that were not allowed)."""
+class DataCheckError(RefusalError, RuntimeError):
+    """Training refused to start: the data check found errors (or warnings that were not allowed).
+
+    The message's first line is the summary, the table follows; a bundle run prints the table and then the
+    summary as its last line (:func:`nnmamba_monai.refusal.install_excepthook`).
+    """
 
     def __init__(self, findings: Sequence[Finding], num_cases: int, allow_warnings: bool) -> None:
         self.findings = list(findings)
@@ -56,7 +63,7 @@ class DataCheckError(RuntimeError):
         )
         super().__init__(
             f"data check failed ({summary_line(findings, num_cases)}); {hint} "
-            f"(check_data=False skips the check):\n{render_table(findings)}"
+            f"(check_data=False skips the check)\n{render_table(findings)}"
         )
 
 
@@ -67,11 +74,21 @@ def require_clean_data(
     root: str | Path | None = None,
     allow_warnings: bool = False,
     headers_only: bool = False,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> list[Finding]:
     """Check every entry against the bundle's metadata; raise :class:`DataCheckError` with the table on an error
     (or on a warning unless ``allow_warnings``). Returns the (allowed) findings. Bundles call this from their
-    train config's ``initialize``."""
-    spec = DataSpec.from_metadata(metadata, label_values)
+    train config's ``initialize``.
+
+    First the entries' structure: each must hold the keys the bundle reads (image and label, or image and
+    landmarks) with values of the right type, else :class:`~nnmamba_monai.datalist.schema.DatalistSchemaError`
+    names the entry and key. A file whose header claims more than ``max_voxels`` voxels is an error found from
+    the header alone (raise the limit in a bundle run with ``--data_check#max_voxels N``).
+    """
+    install_excepthook()
+    spec = dataclasses.replace(DataSpec.from_metadata(metadata, label_values), max_voxels=int(max_voxels))
+    where = f"datalist of dataset_dir {root}" if root is not None else "datalist"
+    validate_entries(entries, spec.required_keys, where, label_kind=spec.label_kind)
     findings = check_entries(entries, spec, headers_only, Path(root) if root is not None else None)
     blocking = [f for f in findings if f.severity == Severity.ERROR or not allow_warnings]
     if blocking:

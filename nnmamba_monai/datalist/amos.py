@@ -19,11 +19,11 @@ the release's own split: fold 0 is its validation set (imagesVa), fold 1 its tra
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
 from nnmamba_monai.datalist.common import MissingFilesError, add_common_arguments, relative_path
+from nnmamba_monai.datalist.schema import read_datalist_json, validate_datalist
 
 __all__ = [
     "AMOS_LABELS",
@@ -96,7 +96,8 @@ def _listed_images(dataset_dir: Path) -> dict[str, list[tuple[str, str | None]]]
     manifest = dataset_dir / "dataset.json"
     listed: dict[str, list[tuple[str, str | None]]] = {}
     if manifest.is_file():
-        content = json.loads(manifest.read_text())
+        content = read_datalist_json(manifest)
+        validate_datalist(content, ("image", "label"), str(manifest), sections=("training",), label_kind="map")
         for key, json_key, _, label_dir in SPLITS:
             pairs = []
             for item in content.get(json_key, []):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,20 @@ class MissingFilesError(FileNotFoundError):
 
 def relative_path(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` (POSIX separators: datalists travel between machines) when it lies inside
-    ``root``, else absolute."""
-    path, root = path.resolve(), root.resolve()
-    return (path.relative_to(root) if root in path.parents else path).as_posix()
+    ``root``, else absolute.
+
+    Symbolic links are not followed: a link inside ``root`` (e.g. ``imagesTr/case.nii.gz`` pointing into a shared
+    store) is written as the link's own relative path, which is what the bundle will open under its dataset_dir.
+    Only when ``path`` is outside ``root`` as written is the comparison retried with both resolved (e.g. ``path``
+    given through the link's target while ``root`` is a link to the dataset).
+    """
+    path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))  # normalised, links kept
+    if root in path.parents:
+        return path.relative_to(root).as_posix()
+    resolved_path, resolved_root = path.resolve(), root.resolve()
+    if resolved_root in resolved_path.parents:
+        return resolved_path.relative_to(resolved_root).as_posix()
+    return path.as_posix()
 
 
 def write_datalist(datalist: Mapping[str, Any], output: str | Path, *, indent: int = 4) -> Path:

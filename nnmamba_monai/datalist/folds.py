@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Hashable, Mapping, Sequence
@@ -109,9 +108,21 @@ def load_fold(
     """
     from monai.data import load_decathlon_datalist
 
-    with open(datalist_file) as stream:
-        content = json.load(stream)
-    folded = key in ("training", "validation") and any("fold" in e for e in content.get("training", []))
+    from nnmamba_monai.datalist.schema import DatalistSchemaError, read_datalist_json, validate_datalist
+    from nnmamba_monai.refusal import install_excepthook
+
+    install_excepthook()  # a refused bundle run ends with the schema error's one line
+    if not os.path.isfile(datalist_file):
+        raise DatalistSchemaError(
+            f"datalist not found: {datalist_file} (write it with python -m nnmamba_monai.datalist)"
+        )
+    content = read_datalist_json(datalist_file)
+    folded = isinstance(content, dict) and any("fold" in e for e in content.get("training", []) if isinstance(e, dict))
+    # the sections read here are lists of entries with an image (one line naming the entry otherwise); the keys a
+    # bundle needs beyond that are checked by its data check
+    section = "training" if folded and key in ("training", "validation") else key
+    validate_datalist(content, ("image",), str(datalist_file), sections=(section,))
+    folded = folded and key in ("training", "validation")
     if not folded:
         return load_decathlon_datalist(datalist_file, is_segmentation, key, base_dir)
     entries = load_decathlon_datalist(datalist_file, is_segmentation, "training", base_dir)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import nnmamba_monai
+from nnmamba_monai.checkpoint import load_weights_only
 from nnmamba_monai.demo.evaluation import evaluate_files, write_metrics
 from nnmamba_monai.demo.figures import plot_overlay, plot_training_curve
 from nnmamba_monai.demo.history import LOGGER_NAME, read_history
@@ -146,7 +147,7 @@ def _validation_interval(epochs: int, requested: int) -> int:
 
 def _load_checkpoint_weights(path: Path) -> dict[str, torch.Tensor]:
     """The network state dict in a ``CheckpointSaver`` file (saved bare, or under the key ``model``)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_weights_only(path)
     return checkpoint["model"] if "model" in checkpoint and isinstance(checkpoint["model"], dict) else checkpoint
 
 

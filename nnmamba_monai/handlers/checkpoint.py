@@ -6,16 +6,21 @@ writing the next one once ``n_saved`` files exist, so a run killed in between ha
 :class:`AtomicCheckpointSaver` keeps one fixed name (``last.pt``): it writes a temporary file in the same folder,
 fsyncs it and renames it over the previous checkpoint (``os.replace`` is atomic on POSIX and Windows), so at any
 instant ``last.pt`` is the previous complete checkpoint or the new one. It also refuses to write a network with
-NaN/Inf weights, so the file on disk stays the last good state.
+NaN/Inf weights, so the file on disk stays the last good state. When attached it takes the folder's
+:class:`~nnmamba_monai.folder_lock.FolderLock`: a second training into the same folder stops at once with a
+message naming the first (pid, host, start time) instead of replacing its checkpoints; the lock of a killed run
+is taken over.
 
 Restoring uses MONAI's ``CheckpointLoader`` (``weights_only=True``, ignite's ``Checkpoint.load_objects``, which
-also unwraps DistributedDataParallel); :class:`CheckpointResumer` only adds "no file yet: start from scratch" and
-skips objects that are None in this run (e.g. the GradScaler without AMP).
+also unwraps DistributedDataParallel); :class:`CheckpointResumer` only adds "no file yet: start from scratch",
+skips objects that are None in this run (e.g. the GradScaler without AMP) and turns a file torch refuses into a
+one-line :class:`~nnmamba_monai.checkpoint.CheckpointLoadError` (never with torch's advice to load it unsafely).
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,8 +31,11 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader
 
-from nnmamba_monai.atomic import atomic_torch_save
+from nnmamba_monai.atomic import atomic_torch_save, remove_stale_temporaries
+from nnmamba_monai.checkpoint import unreadable_checkpoint
+from nnmamba_monai.folder_lock import FolderLock
 from nnmamba_monai.handlers.nonfinite import NonFiniteError
+from nnmamba_monai.refusal import install_excepthook
 
 __all__ = ["AtomicCheckpointSaver", "CheckpointResumer", "RNGState", "TrainerScalerState", "atomic_torch_save"]
 
@@ -93,8 +101,9 @@ class AtomicCheckpointSaver:
         epoch_interval: save every this many epochs (0: never at epoch ends).
         iteration_interval: also save every this many iterations (0: never mid-epoch).
 
-    Raises (at save time):
-        NonFiniteError: a network in ``save_dict`` has NaN/Inf weights; the previous file is kept.
+    Raises:
+        FolderLockedError: (at attach) another run holds ``save_dir``.
+        NonFiniteError: (at save time) a network in ``save_dict`` has NaN/Inf weights; the previous file is kept.
     """
 
     def __init__(
@@ -113,11 +122,15 @@ class AtomicCheckpointSaver:
         self.save_dict = dict(save_dict)
         self.epoch_interval = epoch_interval
         self.iteration_interval = iteration_interval
+        self.lock = FolderLock(self.path.parent)
 
     def attach(self, engine: Engine) -> None:
-        """Save on the configured events; remove temporary files a killed save left behind."""
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
+        """Lock the folder, remove temporary files of killed runs, save on the configured events; the lock is
+        released when the engine completes (or the process ends, however it ends)."""
+        install_excepthook()
+        self.lock.acquire()
+        remove_stale_temporaries(self.path)
+        engine.add_event_handler(Events.COMPLETED, self.lock.release)
         if self.epoch_interval:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.epoch_interval), self)
         if self.iteration_interval:
@@ -165,7 +178,11 @@ class CheckpointResumer(CheckpointLoader):
                 self.logger.info(f"no checkpoint at {path}: training starts from scratch")
                 return
             raise FileNotFoundError(f"resume requested but no checkpoint at {path}")
-        super().__call__(engine)
+        install_excepthook()
+        try:
+            super().__call__(engine)
+        except (pickle.UnpicklingError, EOFError) as error:  # torch.load refused or hit the end of a short file
+            raise unreadable_checkpoint(str(path), error) from None
         self.logger.info(f"resumed from {path} at epoch {engine.state.epoch}, iteration {engine.state.iteration}")
 
 

@@ -7,6 +7,7 @@ exactly as they would on the real data, only on 32^3-sized volumes.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -14,7 +15,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-__all__ = ["BRATS_AFFINE", "AMOS_AFFINE", "brats_case_id", "make_amos_dataset", "make_brats_dataset"]
+__all__ = [
+    "BRATS_AFFINE",
+    "AMOS_AFFINE",
+    "brats_case_id",
+    "make_amos_dataset",
+    "make_brats_dataset",
+    "write_absurd_header",
+]
 
 # BraTS volumes are 1 mm isotropic with a flipped-x/y (LPS-like) affine; AMOS CT/MR are anisotropic.
 BRATS_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1]])
@@ -160,3 +168,15 @@ _AMOS_NAMES = {
     14: "bladder",
     15: "prostate/uterus",
 }
+
+
+def write_absurd_header(path: Path, shape=(2048, 1024, 1024)) -> None:
+    """A .nii.gz whose header claims ``shape`` (2^31 voxels, 8 GiB of float32) but which holds 1 kB of data."""
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.float32)
+    header.set_data_shape(shape)
+    header.set_qform(BRATS_AFFINE, 1)
+    header.set_sform(BRATS_AFFINE, 1)
+    header["vox_offset"] = 352
+    with gzip.open(path, "wb") as stream:
+        stream.write(header.binaryblock + b"\0" * 4 + b"\0" * 1024)

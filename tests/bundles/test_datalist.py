@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from nnmamba_monai.datalist import MissingFilesError
 from nnmamba_monai.datalist import __main__ as datalist_cli
 from nnmamba_monai.datalist.amos import amos_case_id, build_amos_datalist, case_modality
 from nnmamba_monai.datalist.brats import BRATS_MODALITIES, build_brats_datalist
+from nnmamba_monai.datalist.schema import DatalistSchemaError
 from tests.bundle_support import subprocess_env
 from tests.bundles.standin_data import brats_case_id, make_amos_dataset, make_brats_dataset
 
@@ -229,3 +231,51 @@ def test_absent_dataset_modules_are_skipped_but_broken_ones_are_reported(monkeyp
     monkeypatch.setattr(datalist_cli.importlib, "import_module", import_with_missing_dependency)
     with pytest.raises(ModuleNotFoundError, match="some_dependency"):
         datalist_cli._dataset_modules()
+
+
+# ---------------------------------------------------------------- malformed manifests, symbolic links
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda m: m.update(training="imagesTr"), "'training' is str \"imagesTr\"; it must be a list of entries"),
+        (lambda m: m.update(training={"image": "a"}), "'training' is dict"),
+        (lambda m: m["training"][1].update(image=5), "training[1] key 'image' is int 5; it must be a file path"),
+        (lambda m: m["validation"][0].pop("label"), "validation[0] (amos_0008.nii.gz) has no key 'label'"),
+    ],
+    ids=["training_str", "training_dict", "image_int", "missing_label"],
+)
+def test_amos_malformed_dataset_json_is_one_line_naming_entry_and_key(amos_dir, tmp_path, capsys, edit, expected):
+    copy = tmp_path / "amos22"
+    shutil.copytree(amos_dir, copy)
+    manifest = json.loads((copy / "dataset.json").read_text())
+    edit(manifest)
+    (copy / "dataset.json").write_text(json.dumps(manifest))
+    with pytest.raises(DatalistSchemaError, match=re.escape(expected)):
+        build_amos_datalist(copy, "all")
+    with pytest.raises(SystemExit) as exited:
+        datalist_cli.main(["amos", "--dataset_dir", str(copy), "--output", str(tmp_path / "d.json")])
+    assert exited.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and str(copy / "dataset.json") in message and expected in message
+    assert not (tmp_path / "d.json").exists()
+
+
+def test_symlinked_inputs_are_written_relative_to_the_dataset_dir(brats_dir, tmp_path):
+    """A case folder and a single file that are links into another store keep their paths under dataset_dir."""
+    store, data = tmp_path / "store", tmp_path / "data"
+    shutil.copytree(brats_dir, data)
+    store.mkdir()
+    linked_case = brats_case_id(1)
+    (data / linked_case).rename(store / linked_case)
+    (data / linked_case).symlink_to(store / linked_case, target_is_directory=True)
+    other = brats_case_id(2)
+    linked_file = data / other / f"{other}-t2f.nii.gz"
+    linked_file.rename(store / linked_file.name)
+    linked_file.symlink_to(store / linked_file.name)
+    datalist = build_brats_datalist(data, num_folds=5, fold=0)
+    entries = {e["label"].split("/")[0]: e for e in datalist["training"] + datalist["validation"]}
+    assert entries[linked_case]["label"] == f"{linked_case}/{linked_case}-seg.nii.gz"
+    assert entries[other]["image"][3] == f"{other}/{other}-t2f.nii.gz"
+    assert not any(str(store) in json.dumps(e) for e in entries.values())
