@@ -7,7 +7,7 @@ fastest), and reshapes the result back.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

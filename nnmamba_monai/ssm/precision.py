@@ -30,7 +30,7 @@ How each backend meets it:
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
