@@ -10,6 +10,10 @@ error: float32 state arithmetic and the rounding of the output (and gradients) t
 from __future__ import annotations
 
 import itertools
+import os
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,6 +21,7 @@ import torch
 from nnmamba_monai.ssm import dispatch, selective_scan
 from nnmamba_monai.ssm.dispatch import ScanBackend
 from nnmamba_monai.ssm.scan_torch import selective_scan_torch
+from tests.conftest import REPO_ROOT
 from tests.helpers import reference_scan_any_form
 
 BATCH, D_INNER, D_STATE = 2, 4, 8  # mamba_ssm's test sizes, apart from the lengths
@@ -183,3 +188,17 @@ def test_malformed_forms_are_refused(shape, message):
     inputs = upstream_inputs(torch.float32, torch.complex64 if "2" in message else torch.float32, 1, True, True, 6)
     with pytest.raises(ValueError, match=message):
         selective_scan(inputs["u"], inputs["delta"], inputs["A"], torch.zeros(shape), inputs["C"], backend="torch")
+
+
+def test_forms_on_triton_backend_in_interpreter():
+    """A handful of grouped, complex and time-invariant calls with backend="triton" (see the cases file)."""
+    pytest.importorskip("triton")
+    cases = REPO_ROOT / "tests" / "scan_forms_triton_cases.py"
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(cases)]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    summary = output.strip().splitlines()[-1]
+    assert re.search(r"\b4 passed", summary) and not re.search(r"skipped|failed|error", summary), summary
