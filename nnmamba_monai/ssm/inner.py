@@ -61,9 +61,9 @@ def causal_conv1d_step(
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMS norm over the last axis, times ``weight``, in x's dtype (float32 inside)."""
-    x32 = x.float()
-    return (x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + eps) * weight.float()).to(x.dtype)
+    """RMS norm over the last axis, times ``weight``, in x's dtype (at least float32 inside)."""
+    wide = x.to(torch.promote_types(x.dtype, torch.float32))
+    return (wide * torch.rsqrt(wide.square().mean(-1, keepdim=True) + eps) * weight.to(wide.dtype)).to(x.dtype)
 
 
 def _projection(x_dbl: torch.Tensor, columns: slice, bias, rms_weight, eps: float, batch: int, complex_a: bool):
