@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 
 from nnmamba_monai.ssm import scan_mamba_ssm
-from nnmamba_monai.ssm.scan_forms import scan_form, scan_general, scan_per_group
+from nnmamba_monai.ssm.scan_forms import is_native, needs_general, scan_general, scan_per_group
 from nnmamba_monai.ssm.scan_torch import selective_scan_torch
 
 __all__ = [
@@ -246,9 +246,8 @@ def selective_scan(
         _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     entry = REGISTRY[resolve_backend(backend, u.device)]
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
-    form = scan_form(A, B, C)
-    if form.native or entry.all_forms:
+    if entry.all_forms or is_native(A, B, C):
         return entry.fn(*args)
-    if form.needs_general:
+    if needs_general(A, B, C):
         return scan_general(*args)
     return scan_per_group(entry.fn, *args)

@@ -29,39 +29,22 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ScanForm", "scan_form", "scan_general", "scan_per_group"]
-
-
-class ScanForm:
-    """How a call gives B and C: ``groups_b`` / ``groups_c`` is 0 for time-invariant, G for (batch, G, N, L),
-    1 for (batch, N, L); ``complex_a`` whether A is complex."""
-
-    __slots__ = ("complex_a", "groups_b", "groups_c", "four_dim")
-
-    def __init__(self, complex_a: bool, groups_b: int, groups_c: int, four_dim: bool) -> None:
-        self.complex_a = complex_a
-        self.groups_b = groups_b
-        self.groups_c = groups_c
-        self.four_dim = four_dim  # B or C given as (batch, G, N, L), even with G == 1
-
-    @property
-    def native(self) -> bool:
-        """Real A and (batch, N, L) B and C: what every backend runs as it is."""
-        return not self.complex_a and self.groups_b == 1 and self.groups_c == 1 and not self.four_dim
-
-    @property
-    def needs_general(self) -> bool:
-        """Complex A or a time-invariant B or C: only :func:`scan_general` (or mamba_ssm) runs it."""
-        return self.complex_a or self.groups_b == 0 or self.groups_c == 0
+__all__ = ["is_native", "needs_general", "scan_general", "scan_per_group"]
 
 
 def _groups(t: torch.Tensor) -> int:
+    """0 for time-invariant (D_inner, N), G for (batch, G, N, L), 1 for (batch, N, L)."""
     return 0 if t.dim() == 2 else (1 if t.dim() == 3 else t.shape[1])
 
 
-def scan_form(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> ScanForm:
-    """The form of a call from the dimensions of B and C and A's dtype (no check; see dispatch)."""
-    return ScanForm(A.is_complex(), _groups(B), _groups(C), B.dim() == 4 or C.dim() == 4)
+def is_native(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> bool:
+    """Real A and (batch, N, L) B and C: the form every backend runs as it is."""
+    return B.dim() == 3 and C.dim() == 3 and not A.is_complex()
+
+
+def needs_general(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> bool:
+    """Complex A or a time-invariant B or C: only :func:`scan_general` (or mamba_ssm itself) runs it."""
+    return A.is_complex() or B.dim() == 2 or C.dim() == 2
 
 
 def _group_slice(t: torch.Tensor, group: int) -> torch.Tensor:
