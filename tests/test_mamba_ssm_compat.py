@@ -232,3 +232,20 @@ def test_scan_through_the_stand_in_matches_the_engine(isolated_imports):
     ref, ref_last = interface.selective_scan_ref(u, delta, A, B, C, return_last_state=True)
     torch.testing.assert_close(out, ref)
     torch.testing.assert_close(last, ref_last)
+
+
+def test_runner_runs_a_module_with_its_arguments(isolated_imports, tmp_path, monkeypatch):
+    if compat.real_package_present():
+        pytest.skip("a real mamba_ssm is installed here")
+    from nnmamba_monai.mamba_ssm_compat.__main__ import main
+
+    (tmp_path / "peer_module.py").write_text(
+        "import sys, pathlib\nfrom mamba_ssm import Mamba\n"
+        "pathlib.Path(sys.argv[1]).write_text(Mamba.__module__ + ' ' + ' '.join(sys.argv[2:]))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    result = tmp_path / "result.txt"
+    assert main(["-m", "peer_module", str(result), "--fold", "0"]) == 0
+    assert result.read_text() == "nnmamba_monai.ssm.mamba --fold 0"
+    assert main([]) == 2 and main(["--help"]) == 0
