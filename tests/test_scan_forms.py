@@ -202,3 +202,17 @@ def test_forms_on_triton_backend_in_interpreter():
     assert result.returncode == 0, output[-6000:]
     summary = output.strip().splitlines()[-1]
     assert re.search(r"\b4 passed", summary) and not re.search(r"skipped|failed|error", summary), summary
+
+
+@pytest.mark.parametrize(
+    "wtype, groups, var_b", [(torch.complex64, 1, True), (torch.float32, 2, True), (torch.float32, 1, False)]
+)
+def test_other_forms_follow_the_precision_policy_under_autocast(wtype, groups, var_b):
+    """Same numbers inside and outside a bfloat16 autocast region, output in u's dtype (precision.py)."""
+    inputs = upstream_inputs(torch.bfloat16, wtype, groups, var_b, True, length=9)
+    args = [inputs[n] for n in ("u", "delta", "A", "B", "C")]
+    options = optional_args(inputs, True, True, True, True)
+    outside = selective_scan(*args, **options, backend="torch")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = selective_scan(*args, **options, backend="torch")
+    assert inside.dtype == torch.bfloat16 and torch.equal(inside, outside)
