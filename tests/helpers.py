@@ -44,3 +44,45 @@ def random_scan_inputs(batch, d_inner, length, d_state, dtype=torch.float32, del
         "delta_bias": rnd(d_inner) * 0.5,
     }
     return {k: v.to(dtype) for k, v in inputs.items()}
+
+
+def reference_scan_any_form(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """The Mamba-1 recurrence in float64 (complex128 for a complex A) for every form mamba_ssm accepts.
+
+    B/C: (batch, N, L) shared by all channels, (batch, G, N, L) with channel d reading group d // (D_inner / G),
+    or time-invariant (D_inner, N); with a complex A, variable B/C are real (..., N, 2L) holding (real,
+    imaginary) pairs per token and the output is 2 * Re(sum_n C h). Returns (out float64, last state).
+    """
+    complex_a = A.is_complex()
+    state_dtype = torch.complex128 if complex_a else torch.float64
+    u, delta = u.double(), delta.double()
+    if delta_bias is not None:
+        delta = delta + delta_bias.double()[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    batch, d_inner, length = u.shape
+    A = A.to(state_dtype)
+
+    def token(X, t):  # X's row for token t, broadcastable to (batch, D_inner, N)
+        if X.dim() == 2:
+            return X.to(state_dtype)[None]
+        X = X.double()
+        if complex_a:
+            X = torch.complex(X[..., 0::2], X[..., 1::2])
+        if X.dim() == 3:
+            return X[:, None, :, t]
+        group_of_channel = torch.arange(d_inner) // (d_inner // X.shape[1])
+        return X[:, group_of_channel, :, t]
+
+    h = torch.zeros(batch, d_inner, A.shape[1], dtype=state_dtype)
+    ys = []
+    for t in range(length):
+        h = torch.exp(delta[:, :, t, None] * A) * h + (delta[:, :, t] * u[:, :, t])[:, :, None] * token(B, t)
+        y = (h * token(C, t)).sum(-1)
+        ys.append(2 * y.real if complex_a else y)
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + u * D.double()[:, None]
+    if z is not None:
+        y = y * F.silu(z.double())
+    return y, h

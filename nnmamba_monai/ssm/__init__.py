@@ -9,6 +9,7 @@ from nnmamba_monai.ssm.dispatch import (
     resolve_backend,
     selective_scan,
 )
+from nnmamba_monai.ssm.inner import mamba_inner_fn
 from nnmamba_monai.ssm.mamba import Mamba
 from nnmamba_monai.ssm.scan_torch import selective_scan_torch
 
@@ -18,6 +19,7 @@ __all__ = [
     "Mamba",
     "ScanBackend",
     "available_backends",
+    "mamba_inner_fn",
     "register_backend",
     "resolve_backend",
     "selective_scan",

@@ -7,6 +7,13 @@ input's device. With the built-in entries that is, on CUDA tensors, ``triton`` w
 
 A backend is one :class:`ScanBackend` entry in ``REGISTRY`` (see CONTRIBUTING.md); :func:`register_backend`
 adds one at run time.
+
+Every backend accepts every call form of ``mamba_ssm.selective_scan_fn`` (see
+:mod:`nnmamba_monai.ssm.scan_forms`). A backend that runs only the native form (real A, (batch, N, L) B/C),
+as ``torch`` and ``triton`` do, gets grouped B/C as one call per group of channels; complex A and
+time-invariant B/C run on the token-by-token PyTorch path :func:`~nnmamba_monai.ssm.scan_forms.scan_general`
+whichever backend was chosen, because neither the chunked closed form nor the Triton kernels carry a
+per-channel B/C row or a complex state. ``mamba_ssm`` (``all_forms=True``) gets every form as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from nnmamba_monai.ssm import scan_mamba_ssm
+from nnmamba_monai.ssm.scan_forms import is_native, needs_general, scan_general, scan_per_group
 from nnmamba_monai.ssm.scan_torch import selective_scan_torch
 
 __all__ = [
@@ -47,6 +55,8 @@ class ScanBackend:
         unavailable: (device) -> None when the backend can run on tensors of that device here, else why not
             (the error message of an explicit request, after "backend '<name>' ").
         auto_devices: device types on which automatic choice may take it; None for every device type.
+        all_forms: ``fn`` runs grouped and time-invariant B/C and complex A itself; when False it gets only
+            the native form (real A, (batch, N, L) B/C) and the dispatcher maps the others onto it.
     """
 
     name: str
@@ -54,6 +64,7 @@ class ScanBackend:
     priority: int
     unavailable: Callable[[torch.device], str | None]
     auto_devices: tuple[str, ...] | None = None
+    all_forms: bool = False
 
     def picked_automatically(self, device: torch.device) -> bool:
         """Whether automatic choice may take this backend for tensors on ``device``."""
@@ -119,6 +130,7 @@ register_backend(
         priority=10,
         unavailable=_mamba_ssm_unavailable,
         auto_devices=("cuda",),
+        all_forms=True,
     )
 )
 
@@ -156,6 +168,27 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return requested
 
 
+def _check_projection(
+    name: str, t: torch.Tensor, batch: int, d_inner: int, d_state: int, length: int, complex_a: bool
+) -> None:
+    """B or C in one of mamba_ssm's forms: (batch, N, L), (batch, G, N, L) or time-invariant (D_inner, N)."""
+    time_len = 2 * length if complex_a else length  # complex: (real, imaginary) interleaved per token
+    if t.dim() == 2 and tuple(t.shape) == (d_inner, d_state):
+        return
+    if t.dim() == 3 and tuple(t.shape) == (batch, d_state, time_len) and not t.is_complex():
+        return
+    if t.dim() == 4 and not t.is_complex():
+        groups = t.shape[1]
+        if tuple(t.shape) == (batch, groups, d_state, time_len) and groups > 0 and d_inner % groups == 0:
+            return
+    length_name = "2*length" if complex_a else "length"
+    raise ValueError(
+        f"{name} must be (batch, d_state, {length_name}) = {(batch, d_state, time_len)}, (batch, groups, "
+        f"d_state, {length_name}) with groups dividing d_inner={d_inner}, or time-invariant (d_inner, d_state) = "
+        f"{(d_inner, d_state)}; got {tuple(t.shape)}{' ' + str(t.dtype) if t.is_complex() else ''}"
+    )
+
+
 def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
     if u.dim() != 3:
         raise ValueError(f"u must be (batch, d_inner, length); got shape {tuple(u.shape)}")
@@ -166,10 +199,7 @@ def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
         raise ValueError(f"A must be (d_inner={d_inner}, d_state); got {tuple(A.shape)}")
     d_state = A.shape[1]
     for name, t in (("B", B), ("C", C)):
-        if tuple(t.shape) != (batch, d_state, length):
-            raise ValueError(
-                f"{name} must be (batch, d_state, length) = {(batch, d_state, length)}; got {tuple(t.shape)}"
-            )
+        _check_projection(name, t, batch, d_inner, d_state, length, A.is_complex())
     for name, t in (("D", D), ("delta_bias", delta_bias)):
         if t is not None and tuple(t.shape) != (d_inner,):
             raise ValueError(f"{name} must be (d_inner,) = ({d_inner},); got {tuple(t.shape)}")
@@ -197,18 +227,27 @@ def selective_scan(
 
     Args:
         u, delta: (B, D_inner, L) input and time step.
-        A: (D_inner, N) state matrix (diagonal per channel; negative for a stable scan).
-        B, C: (B, N, L) input-dependent input and output projections.
+        A: (D_inner, N) state matrix (diagonal per channel; negative real part for a stable scan), real or
+            complex (the output is then 2 * Re(C h), as in mamba_ssm).
+        B, C: (B, N, L) input-dependent input and output projections; also, as in mamba_ssm, grouped
+            (B, G, N, L) (channel d reads group d // (D_inner / G)) or time-invariant (D_inner, N); with a
+            complex A, (B, N, 2L) / (B, G, N, 2L) real with (real, imaginary) interleaved per token, or
+            complex (D_inner, N). See :mod:`nnmamba_monai.ssm.scan_forms`.
         D: (D_inner,) skip weight.
         z: (B, D_inner, L) gate; the output is multiplied by SiLU(z).
         delta_bias: (D_inner,) added to delta before ``delta_softplus``.
         delta_softplus: apply softplus to the (biased) delta.
-        return_last_state: also return the final state (B, D_inner, N).
+        return_last_state: also return the final state (B, D_inner, N) (complex for a complex A).
         backend: "auto" or a registered name: "torch", "triton", "mamba_ssm" (see the module docstring).
     Returns:
         (B, D_inner, L) in u's dtype; with ``return_last_state`` a tuple (out, last_state).
     """
     if not torch.jit.is_tracing():  # a trace records tensor ops only: the eager call checked the shapes
         _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    name = resolve_backend(backend, u.device)
-    return REGISTRY[name].fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    entry = REGISTRY[resolve_backend(backend, u.device)]
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    if entry.all_forms or is_native(A, B, C):
+        return entry.fn(*args)
+    if needs_general(A, B, C):
+        return scan_general(*args)
+    return scan_per_group(entry.fn, *args)

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 __all__ = ["is_available", "selective_scan_mamba_ssm"]
 
 
+# The opt-in stand-in (nnmamba_monai.mamba_ssm_compat) serves a ``mamba_ssm`` from here; it forwards to this
+# engine, so it must never count as the real package (it would call itself).
+_SHIM_ROOT = Path(__file__).resolve().parents[1] / "mamba_ssm_compat"
+
+
 def is_available() -> bool:
-    """True when ``mamba_ssm`` can be imported (it is never required)."""
-    return importlib.util.find_spec("mamba_ssm") is not None
+    """True when the real ``mamba_ssm`` can be imported (it is never required; the shim does not count)."""
+    try:
+        spec = importlib.util.find_spec("mamba_ssm")
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    origin = spec.origin or ""
+    return not (origin and Path(origin).resolve().is_relative_to(_SHIM_ROOT))
 
 
 def selective_scan_mamba_ssm(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
