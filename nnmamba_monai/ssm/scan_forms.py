@@ -24,7 +24,7 @@ Two ways to run them on a backend that only knows the native form:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
