@@ -30,13 +30,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from monai.bundle import ConfigParser
+
+from nnmamba_monai.package_bundle import without_no_weights_sentences
 
 MONAILABEL_OVERRIDE = "configs/monailabel_infer.json"
 INFERENCE_CONFIG = "configs/inference.json"
@@ -46,7 +47,6 @@ SERVED_WEIGHTS = "models/model.pt"
 SERVED_LOAD_PATH = "$@bundle_root + '/models/model.pt'"
 # models/ is not copied wholesale: the served weights are copied on their own
 SKIPPED = ("eval", "logs", "models", "__pycache__", "*.pyc")
-NO_WEIGHTS_SENTENCE = re.compile(r"[^.]*\bno trained weights\b[^.]*\.\s*", re.IGNORECASE)
 
 
 class WeightsMismatchError(ValueError):
@@ -152,7 +152,7 @@ def _sha256(path: Path) -> str:
 def served_metadata(metadata: dict, weights: Path | None, num_values: int = 0) -> dict:
     """``metadata`` whose ``description`` says which weights are served (or that none are)."""
     metadata = json.loads(json.dumps(metadata))
-    description = NO_WEIGHTS_SENTENCE.sub("", metadata.get("description", "")).strip()
+    description = without_no_weights_sentences(metadata.get("description", ""))
     if weights is None:
         note = "No weights installed: MONAI Label skips this model until models/model.pt exists."
     else:
