@@ -248,3 +248,8 @@ def test_demo_missing_bundle_is_a_clear_error(tmp_path):
     )
     assert result.returncode != 0
     assert "not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_epoch_line_reports_a_missing_metric_as_missing_not_zero():
+    line = EpochHistory._line({"epoch": 1, "loss": 0.5, "val_mean_dice": 0.0, "seconds": 2.0}, 2, ["val_mean_hd95"])
+    assert "val_mean_hd95 n/a" in line and "val_mean_hd95 0.0000" not in line
