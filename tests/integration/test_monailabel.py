@@ -159,6 +159,43 @@ def test_installer_refuses_a_resume_state_as_model_pt(tmp_path):
         monailabel_bundle.install_bundle(trained, tmp_path / "app", overrides=[small])
 
 
+def test_demo_model_is_served_with_the_override_file_the_demo_writes(tmp_path, capsys):
+    """The demo's brain model (another width, 2 labels, weights outside the bundle): one command."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    from nnmamba_monai.demo.presets import network_def
+    from nnmamba_monai.demo.run import DEFAULT_BUNDLE, DEMO_LABELS, write_serving_override
+
+    ckpt_dir = tmp_path / "nnmamba_demo" / "models"
+    ckpt_dir.mkdir(parents=True)
+    common = {"patch_size": [64, 64, 64], "network_def": network_def("nnmamba")}
+    override = write_serving_override(tmp_path / "nnmamba_demo" / "monailabel_override.json", common, ckpt_dir)
+    bundle = REPO_ROOT / "bundles" / DEFAULT_BUNDLE
+    config = monailabel_bundle.merged_inference_config(bundle, [override])
+    network = ConfigParser(config).get_parsed_content("network_def")
+    torch.save(network.state_dict(), ckpt_dir / "model.pt")
+    torch.save({"network": network.state_dict(), "trainer": {"epoch": 30}}, ckpt_dir / "last.pt")
+    app = tmp_path / "app"
+    # the demo's weights with the bundle's own network (width, 16 classes): refused in one line, nothing installed
+    weights_only = tmp_path / "weights_only.json"
+    weights_only.write_text(json.dumps({"ckpt_dir": str(ckpt_dir)}))
+    assert monailabel_bundle.main([str(bundle), str(app), "--name", "brain_demo", "--override", str(weights_only)]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (app / "model" / "brain_demo").exists()
+    # the documented command
+    assert monailabel_bundle.main([str(bundle), str(app), "--name", "brain_demo", "--override", str(override)]) == 0
+    target = app / "model" / "brain_demo"
+    metadata = json.loads((target / "configs" / "metadata.json").read_text())
+    assert metadata["network_data_format"]["outputs"]["pred"]["channel_def"] == DEMO_LABELS
+    assert sorted(p.name for p in (target / "models").iterdir()) == ["model.pt"]
+    assert (target / "models" / "model.pt").read_bytes() == (ckpt_dir / "model.pt").read_bytes()
+    written = json.loads((target / "configs" / "inference.json").read_text())
+    assert written["num_classes"] == 2
+    served = ConfigParser(written).get_parsed_content("network_def")
+    served.load_state_dict(torch.load(target / "models" / "model.pt", weights_only=True), strict=True)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the server
 # ---------------------------------------------------------------------------------------------------------
