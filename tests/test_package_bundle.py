@@ -26,7 +26,15 @@ from nnmamba_monai.package_bundle import (
     file_sha256,
     package_bundle,
 )
-from tests.bundle_support import build_network, copy_bundle, monai_bundle, run_bundle, run_checked, verify_net_in_out
+from tests.bundle_support import (
+    build_network,
+    copy_bundle,
+    monai_bundle,
+    run_bundle,
+    run_checked,
+    verify_metadata,
+    verify_net_in_out,
+)
 from tests.bundles.conftest import single_thread  # noqa: F401 - one CPU thread in this module
 from tests.pretrained_support import assert_prediction_on_input_grid, brats_unlabelled_cases, serve_directory
 
@@ -112,9 +120,10 @@ def published(tmp_path_factory):
         )  # fmt: skip
 
 
-def test_zip_holds_only_the_allow_list(published):
+def test_zip_holds_only_the_allow_list(published, tmp_path):
     with zipfile.ZipFile(published.full_zip) as archive:
         full = sorted(archive.namelist())
+        archive.extractall(tmp_path)
         meta = json.loads(archive.read(f"{BUNDLE}/configs/metadata.json"))
     with zipfile.ZipFile(published.light_zip) as archive:
         light = sorted(archive.namelist())
@@ -130,6 +139,7 @@ def test_zip_holds_only_the_allow_list(published):
     assert f"sha256 {digest}, inside the zip" in meta["description"]
     texts = json.dumps({k: v for k, v in meta.items() if k != "changelog"})
     assert "no trained weights" not in texts.lower(), texts
+    verify_metadata(tmp_path / BUNDLE, cli=False)  # still valid against MONAI's schema
 
 
 def test_allowed_member_refuses_datalists_and_every_weights_file_but_one():
