@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -435,6 +436,8 @@ def test_infer_uploaded_image_returns_label_map_on_input_grid(server, name):
             timeout=INFER_TIMEOUT_S,
         )
     _check_label_map(server, name, response, server["root"] / f"upload_{name}.nii.gz")
+    # the sliding window's progress bar (tqdm) in the server log: a long inference is not silent
+    assert re.search(r"100%\|[^\n]*\| \d+/\d+", _log_tail(server["log"], 200_000)), "no progress bar in the log"
 
 
 @pytest.mark.monailabel
