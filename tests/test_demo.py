@@ -191,6 +191,11 @@ def test_demo_checkpoint_loads_strictly(demo_run):
     net = ConfigParser({"net": network_def("nnmamba")}).get_parsed_content("net")
     net.load_state_dict(state, strict=True)
     assert sum(p.numel() for p in net.parameters()) == summary["parameters"]
+    # the override file that serves this checkpoint through MONAI Label (docs/monailabel.md)
+    override = json.loads(Path(summary["files"]["monailabel_override"]).read_text())
+    assert override["network_def"] == network_def("nnmamba")
+    assert Path(override["ckpt_dir"]) == Path(summary["files"]["checkpoint"]).parent
+    assert override["_meta_::network_data_format::outputs::pred::channel_def"] == {"0": "background", "1": "brain"}
 
 
 def test_demo_prediction_on_input_grid(demo_run):
