@@ -141,6 +141,28 @@ def check_weights_load(config: Mapping, weights: Path) -> int:
     return sum(int(v.numel()) for v in state.values())
 
 
+def check_labels_match_network(config: Mapping) -> None:
+    """Refuse a label list (the metadata's first output ``channel_def``) of another length than the output channels.
+
+    MONAI Label names the labels from ``channel_def``; a model trained with another label set served with the
+    bundle's names would label its answers wrongly without any error.
+    """
+    parser = ConfigParser(dict(config))
+    outputs = (config.get(ConfigParser.meta_key) or {}).get("network_data_format", {}).get("outputs", {})
+    channel_def = next(iter(outputs.values()), {}).get("channel_def") if outputs else None
+    out_channels = None
+    for key in ("network_def::out_channels", "network_def::network::out_channels"):
+        if key.rsplit("::", 1)[0] in parser and key in parser:
+            out_channels = parser.get_parsed_content(key)
+            break
+    if channel_def and isinstance(out_channels, int) and len(channel_def) != out_channels:
+        raise WeightsMismatchError(
+            f"the metadata names {len(channel_def)} labels (channel_def) but the network has {out_channels} output "
+            "channels: give the label names with an override of _meta_::network_data_format::outputs::pred::"
+            "channel_def (see docs/monailabel.md)"
+        )
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -179,6 +201,7 @@ def install_bundle(
     if target.exists() and not force:
         raise FileExistsError(f"{target} exists (use --force to replace it)")
     config = merged_inference_config(bundle_dir, overrides)
+    check_labels_match_network(config)
     weights = inference_weights(config, bundle_dir)
     num_values = check_weights_load(config, weights) if weights.is_file() else 0
     metadata = config.get(ConfigParser.meta_key) or json.loads((bundle_dir / METADATA).read_text())

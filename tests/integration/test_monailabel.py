@@ -150,6 +150,15 @@ def test_installer_refuses_weights_of_another_width_in_one_line(tmp_path, capsys
     assert not (tmp_path / "app" / "model" / name).exists()
 
 
+def test_installer_refuses_a_label_list_of_another_length_than_the_outputs(tmp_path):
+    name = "amos_ct_nnmamba_segmentation"
+    two_classes = tmp_path / "two_classes.json"
+    two_classes.write_text(json.dumps({"num_classes": 2}))
+    with pytest.raises(monailabel_bundle.WeightsMismatchError, match="names 16 labels .* 2 output channels"):
+        monailabel_bundle.install_bundle(BUNDLES[name], tmp_path / "app", overrides=[two_classes])
+    assert not (tmp_path / "app" / "model" / name).exists()
+
+
 def test_installer_refuses_a_resume_state_as_model_pt(tmp_path):
     name = "amos_ct_nnmamba_segmentation"
     small = _small_override(tmp_path, name)
