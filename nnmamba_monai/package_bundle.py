@@ -10,6 +10,14 @@ and verify it from ``--url`` when the zip is shipped without weights, ``--exclud
 inside, the same command only checks their hash). Prints and writes ``<zip>.sha256`` (``sha256sum -c``
 format). The weights must be a plain state_dict readable with ``torch.load(..., weights_only=True)``.
 
+The zip holds an allow-list, not the bundle folder minus a deny-list: ``LICENSE``, ``large_files.yml`` (rewritten),
+``docs/`` (``*.md``, ``*.txt``), ``configs/`` (``*.json``, ``*.yaml``, ``*.yml``, ``*.conf``) without datalists
+(``configs/datalist*``: local paths, subject ids), ``scripts/**/*.py``, and one weights file, ``models/model.pt``
+(the one given by ``--weights``; no resume state ``last.pt``, no TorchScript ``model.ts``, nothing under
+``models/<task>/``). With ``--exclude_weights`` no weights file of any kind is inside. ``configs/metadata.json``
+is rewritten to say which weights the zip ships (``trained_weights``: path, SHA-256, whether inside the zip, url)
+instead of "ships no trained weights".
+
 The zip is self-contained: the layers a bundle folder shares with others in this repository (files linked from
 ``bundles/_shared/``: the AMOS family configs, the multi-GPU fragments, logging.conf) are written into it as
 plain files, and packaging refuses a config that imports another file with a ``%path#id`` macro (MONAI
@@ -22,6 +30,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -33,24 +42,29 @@ import yaml
 
 from nnmamba_monai.atomic import atomic_write
 from nnmamba_monai.checkpoint import load_weights_only
-from nnmamba_monai.folder_lock import LOCK_NAME
 
-__all__ = ["check_self_contained", "check_state_dict_file", "file_sha256", "package_bundle"]
+__all__ = [
+    "allowed_member",
+    "check_self_contained",
+    "check_state_dict_file",
+    "file_sha256",
+    "package_bundle",
+    "without_no_weights_sentences",
+]
 
 WEIGHTS_RELPATH = "models/model.pt"
-# run outputs, caches and anything a previous packaging left behind are not part of a released bundle
-_SKIP_NAMES = {
-    "__pycache__",
-    ".pytest_cache",
-    ".ipynb_checkpoints",
-    "eval",
-    "logs",
-    "runs",
-    "mlruns",
-    "dist",
-    LOCK_NAME,  # a training's lock on models/
+# what a released bundle may hold, as (folder, file name patterns); everything else stays home (run outputs,
+# datalists with local paths and subject ids, resume states, TorchScript exports, a training's lock file)
+_ALLOWED_TOP = ("LICENSE", "large_files.yml")
+_ALLOWED_UNDER = {
+    "docs": (".md", ".txt"),
+    "configs": (".json", ".yaml", ".yml", ".conf"),
+    "scripts": (".py",),
 }
-_SKIP_SUFFIXES = (".pyc", ".zip", ".partial", ".sha256")
+_DATALIST = re.compile(r"^datalist.*", re.IGNORECASE)
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".ts", ".ckpt", ".onnx", ".safetensors", ".bin", ".engine")
+_NO_WEIGHTS = re.compile(r"\bno trained weights\b", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=\.)\s+")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -93,8 +107,40 @@ def check_self_contained(bundle: str | os.PathLike) -> None:
             raise ValueError(f"{config} imports other files with {macros}: inline them, the zip must run on its own")
 
 
-def _skipped(_directory: str, names: list[str]) -> list[str]:
-    return [n for n in names if n in _SKIP_NAMES or n.endswith(_SKIP_SUFFIXES) or n.startswith("mlruns")]
+def allowed_member(relpath: str, with_weights: bool = True) -> bool:
+    """Whether a file at ``relpath`` (posix, relative to the bundle folder) belongs in a packaged bundle."""
+    parts = relpath.split("/")
+    if relpath == WEIGHTS_RELPATH:
+        return with_weights
+    if len(parts) == 1:
+        return relpath in _ALLOWED_TOP
+    suffixes = _ALLOWED_UNDER.get(parts[0])
+    if suffixes is None or not parts[-1].endswith(suffixes) or parts[-1].endswith(_WEIGHT_SUFFIXES):
+        return False
+    if "__pycache__" in parts or any(part.startswith(".") for part in parts):
+        return False
+    return not (parts[0] == "configs" and _DATALIST.match(parts[-1]))
+
+
+def without_no_weights_sentences(text: str) -> str:
+    """``text`` without its sentences saying there are no trained weights (sentences end with ". ")."""
+    return " ".join(part for part in _SENTENCE_END.split(text) if not _NO_WEIGHTS.search(part)).strip()
+
+
+def _ship_metadata(meta_path: Path, sha256: str, url: str, included: bool) -> None:
+    """Say in ``metadata.json`` which weights the zip ships (the source bundle says it ships none)."""
+    meta = json.loads(meta_path.read_text())
+    where = "inside the zip" if included else f"not inside the zip: fetch it with download_large_files from {url}"
+    sentence = f"Trained weights: {WEIGHTS_RELPATH}, sha256 {sha256}, {where}."
+    for section in meta.values():  # the authors' reported scores: "NOT reproduced by this bundle, which ..."
+        if isinstance(section, dict) and isinstance(section.get("note"), str):
+            section["note"] = section["note"].replace("which ships no trained weights", "whose weights are its own")
+    for key, value in meta.items():  # the changelog keeps its history
+        if key != "changelog" and isinstance(value, str):
+            meta[key] = without_no_weights_sentences(value)
+    meta["description"] = f"{meta.get('description', '')} {sentence}".strip()
+    meta["trained_weights"] = {"path": WEIGHTS_RELPATH, "sha256": sha256, "included": included, "url": url}
+    meta_path.write_text(json.dumps(meta, indent=4) + "\n")
 
 
 def check_state_dict_file(path: str | os.PathLike) -> int:
@@ -149,19 +195,25 @@ def package_bundle(
     zip_path = output_dir / f"{bundle.name}_v{version}.zip"
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / bundle.name
-        shutil.copytree(bundle, staged, ignore=_skipped)  # symlinks=False: shared layers become plain files
+        staged.mkdir()
+        for path in sorted(bundle.rglob("*")):
+            relpath = path.relative_to(bundle).as_posix()
+            if path.is_file() and relpath != WEIGHTS_RELPATH and allowed_member(relpath):
+                (staged / relpath).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, staged / relpath)  # follows links: shared layers become plain files
         check_self_contained(staged)
         (staged / "models").mkdir(exist_ok=True)
-        for old in (staged / "models").glob("*.pt"):  # training checkpoints, a previous model.pt
-            old.unlink()
         shutil.copy(weights, staged / WEIGHTS_RELPATH)
-        _write_large_files(staged, url, file_sha256(staged / WEIGHTS_RELPATH))
+        sha256 = file_sha256(staged / WEIGHTS_RELPATH)
+        _write_large_files(staged, url, sha256)
+        _ship_metadata(staged / "configs" / "metadata.json", sha256, url, included=not exclude_weights)
 
         def write_zip(stream: BinaryIO) -> None:
             with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
                 for path in sorted(staged.rglob("*")):
-                    if path.is_file() and not (exclude_weights and path == staged / WEIGHTS_RELPATH):
-                        archive.write(path, path.relative_to(staged.parent).as_posix())
+                    relpath = path.relative_to(staged).as_posix()
+                    if path.is_file() and allowed_member(relpath, with_weights=not exclude_weights):
+                        archive.write(path, f"{bundle.name}/{relpath}")
 
         atomic_write(zip_path, write_zip)  # never a half-written zip under the final name
     zip_path.with_name(zip_path.name + ".sha256").write_text(f"{file_sha256(zip_path)}  {zip_path.name}\n")

@@ -191,6 +191,11 @@ def test_demo_checkpoint_loads_strictly(demo_run):
     net = ConfigParser({"net": network_def("nnmamba")}).get_parsed_content("net")
     net.load_state_dict(state, strict=True)
     assert sum(p.numel() for p in net.parameters()) == summary["parameters"]
+    # the override file that serves this checkpoint through MONAI Label (docs/monailabel.md)
+    override = json.loads(Path(summary["files"]["monailabel_override"]).read_text())
+    assert override["network_def"] == network_def("nnmamba")
+    assert Path(override["ckpt_dir"]) == Path(summary["files"]["checkpoint"]).parent
+    assert override["_meta_::network_data_format::outputs::pred::channel_def"] == {"0": "background", "1": "brain"}
 
 
 def test_demo_prediction_on_input_grid(demo_run):
@@ -248,3 +253,8 @@ def test_demo_missing_bundle_is_a_clear_error(tmp_path):
     )
     assert result.returncode != 0
     assert "not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_epoch_line_reports_a_missing_metric_as_missing_not_zero():
+    line = EpochHistory._line({"epoch": 1, "loss": 0.5, "val_mean_dice": 0.0, "seconds": 2.0}, 2, ["val_mean_hd95"])
+    assert "val_mean_hd95 n/a" in line and "val_mean_hd95 0.0000" not in line

@@ -8,6 +8,7 @@ a loopback HTTP server started here; ``download_large_files`` fetches weights sh
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import zipfile
 from pathlib import Path
@@ -18,8 +19,22 @@ import torch
 import yaml
 
 from nnmamba_monai import nnMambaSeg
-from nnmamba_monai.package_bundle import WEIGHTS_RELPATH, check_state_dict_file, file_sha256, package_bundle
-from tests.bundle_support import build_network, copy_bundle, monai_bundle, run_bundle, run_checked, verify_net_in_out
+from nnmamba_monai.package_bundle import (
+    WEIGHTS_RELPATH,
+    allowed_member,
+    check_state_dict_file,
+    file_sha256,
+    package_bundle,
+)
+from tests.bundle_support import (
+    build_network,
+    copy_bundle,
+    monai_bundle,
+    run_bundle,
+    run_checked,
+    verify_metadata,
+    verify_net_in_out,
+)
 from tests.bundles.conftest import single_thread  # noqa: F401 - one CPU thread in this module
 from tests.pretrained_support import assert_prediction_on_input_grid, brats_unlabelled_cases, serve_directory
 
@@ -44,11 +59,49 @@ def _assert_same_weights(path: Path, expected: dict[str, torch.Tensor]) -> None:
         assert torch.equal(loaded[key], value), key
 
 
+# what a trained bundle folder holds besides the release: none of it may be in the zip
+PRIVATE = [
+    "configs/datalist.json",
+    "configs/datalist_fold0.json",
+    "models/last.pt",
+    "models/model.ts",
+    "models/smci_pmci/last.pt",
+    "models/smci_pmci/model.pt",
+    "models/.train.lock",
+    "eval/case_0001_seg.nii.gz",
+    "logs/train.log",
+    "notes.txt",
+    "docs/.~lock.README.md#",
+]
+# everything the BraTS bundle's zip may hold (the weights only in the full zip)
+RELEASED = [
+    "LICENSE",
+    "large_files.yml",
+    "docs/README.md",
+    "docs/data_license.txt",
+    "configs/evaluate.json",
+    "configs/inference.json",
+    "configs/logging.conf",
+    "configs/metadata.json",
+    "configs/multi_gpu_evaluate.json",
+    "configs/multi_gpu_train.json",
+    "configs/train.json",
+]
+
+
+def _leave_private_files(bundle: Path) -> None:
+    for relpath in PRIVATE:
+        (bundle / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (bundle / relpath).write_text('{"training": [{"image": "/home/me/ADNI/sub-0001.nii.gz"}]}')
+    torch.save(_random_state_dict(seed=1), bundle / "models" / "model.pt")  # an older model.pt, replaced
+
+
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """A bundle copy, weights, the zip made by the CLI, a weights-less zip, all served over loopback HTTP."""
     root = tmp_path_factory.mktemp("pretrained")
     bundle = copy_bundle(BUNDLE, root / "source")
+    _leave_private_files(bundle)
     weights = root / "trained" / "model.pt"
     weights.parent.mkdir()
     state = _random_state_dict()
@@ -65,6 +118,37 @@ def published(tmp_path_factory):
             root=root, bundle=bundle, weights=weights, state=state, base_url=base_url, weights_url=weights_url,
             full_zip=full_zip, light_zip=light_zip, cli_output=result.stdout,
         )  # fmt: skip
+
+
+def test_zip_holds_only_the_allow_list(published, tmp_path):
+    with zipfile.ZipFile(published.full_zip) as archive:
+        full = sorted(archive.namelist())
+        archive.extractall(tmp_path)
+        meta = json.loads(archive.read(f"{BUNDLE}/configs/metadata.json"))
+    with zipfile.ZipFile(published.light_zip) as archive:
+        light = sorted(archive.namelist())
+        light_meta = json.loads(archive.read(f"{BUNDLE}/configs/metadata.json"))
+    assert full == sorted(f"{BUNDLE}/{relpath}" for relpath in [*RELEASED, WEIGHTS_RELPATH])
+    # --exclude_weights: no weights file of any kind
+    assert light == sorted(f"{BUNDLE}/{relpath}" for relpath in RELEASED)
+    # the metadata says which weights belong to the zip, not that there are none
+    digest = file_sha256(published.weights)
+    expected = {"path": WEIGHTS_RELPATH, "sha256": digest, "included": True, "url": published.weights_url}
+    assert meta["trained_weights"] == expected
+    assert light_meta["trained_weights"]["included"] is False and light_meta["trained_weights"]["sha256"] == digest
+    assert f"sha256 {digest}, inside the zip" in meta["description"]
+    texts = json.dumps({k: v for k, v in meta.items() if k != "changelog"})
+    assert "no trained weights" not in texts.lower(), texts
+    verify_metadata(tmp_path / BUNDLE, cli=False)  # still valid against MONAI's schema
+
+
+def test_allowed_member_refuses_datalists_and_every_weights_file_but_one():
+    assert allowed_member("models/model.pt") and not allowed_member("models/model.pt", with_weights=False)
+    for relpath in ["configs/datalist.json", "configs/Datalist_adni.json", "configs/model.pt", "models/last.pt"]:
+        assert not allowed_member(relpath), relpath
+    for relpath in ["models/model.ts", "models/smci_pmci/model.pt", "docs/weights.pth", "scripts/x.pyc", "x.py"]:
+        assert not allowed_member(relpath), relpath
+    assert allowed_member("configs/train_smci_pmci.json") and allowed_member("scripts/utils/io.py")
 
 
 def test_cli_writes_one_top_level_folder_with_hashed_weights(published):

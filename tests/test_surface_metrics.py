@@ -77,3 +77,37 @@ def test_bare_network_accepts_meta_tensors_and_ignores_their_metadata():
         from_plain = net(plain)
     assert from_meta.shape == (1, 2, 16, 16, 16)
     assert torch.equal(torch.as_tensor(from_meta), from_plain)
+
+
+def test_mean_hd95_of_empty_predictions_is_missing_not_zero_mm():
+    _, truth = cube_pair(0)
+    empty = torch.zeros_like(truth)
+    empty[:, 0] = 1
+    metric = SpacingAwareHausdorffDistanceMetric(include_background=False, percentile=95)
+    metric(empty, truth)
+    metric(empty, truth)
+    # MONAI's reduction averages nothing to 0 mm, which reads as a perfect score
+    assert math.isnan(metric.aggregate().item())
+    metric.reset()
+    metric(truth, truth)
+    metric(empty, truth)
+    assert metric.aggregate().item() == pytest.approx(0.0), "the NaN case is left out, the other counts"
+
+
+def test_empty_structure_warnings_collapse_into_one_line(caplog, recwarn):
+    _, truth = cube_pair(0)
+    empty = torch.zeros_like(truth)
+    empty[:, 0] = 1
+    for metric in (
+        SpacingAwareHausdorffDistanceMetric(include_background=False, percentile=95),
+        SpacingAwareSurfaceDiceMetric(class_thresholds=[2.0], include_background=False),
+    ):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="nnmamba_monai.metrics.spacing_aware"):
+            for _ in range(5):
+                metric(empty, truth)
+            metric.aggregate()
+            metric.aggregate()  # counted once: the second has nothing new to report
+        assert not [w for w in recwarn if "is all 0" in str(w.message)]
+        (record,) = caplog.records
+        assert "5 with an empty prediction" in record.getMessage()

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,23 +84,28 @@ class EpochHistory:
             if (number := _as_float(value)) is not None:
                 record[name if name.startswith("train") else f"train_{name}"] = number
         validated = self.validator is not None and self.validator.state.epoch == epoch
+        missing = []
         if validated:
             for name, value in self.validator.state.metrics.items():
+                key = name if name.startswith("val") else f"val_{name}"
                 if (number := _as_float(value)) is not None:
-                    record[name if name.startswith("val") else f"val_{name}"] = number
+                    record[key] = number
+                else:  # e.g. HD95 of empty predictions: no distance, which 0 mm would show as perfect
+                    missing.append(key)
         self.records.append(record)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps({"epochs": self.records}, indent=1))
-        self.logger.info(self._line(record, engine.state.max_epochs))
+        self.logger.info(self._line(record, engine.state.max_epochs, missing))
 
     @staticmethod
-    def _line(record: dict[str, float], max_epochs: int | None) -> str:
+    def _line(record: dict[str, float], max_epochs: int | None, missing: Sequence[str] = ()) -> str:
         parts = [f"epoch {record['epoch']:>3d}/{max_epochs}"]
         if "loss" in record:
             parts.append(f"loss {record['loss']:.4f}")
         if "lr" in record:
             parts.append(f"lr {record['lr']:.2e}")
         parts += [f"{name} {value:.4f}" for name, value in record.items() if name.startswith(("train_", "val_"))]
+        parts += [f"{name} n/a" for name in missing]
         parts.append(f"({record['seconds']:.1f} s)")
         return "  ".join(parts)
 

@@ -34,6 +34,7 @@ __all__ = ["main", "find_bundle", "write_datalist", "DATA_DIR", "CONFIG_DIR"]
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
 CONFIG_DIR = PACKAGE_DIR / "configs"
+DEMO_LABELS = {"0": "background", "1": "brain"}
 DEFAULT_BUNDLE = "amos_mr_nnmamba_segmentation"  # MR intensity normalisation (percentiles), no CT windowing
 TRAIN_CASE = "icbm2009c"
 TEST_CASE = "colin27"
@@ -71,7 +72,7 @@ def write_datalist(path: Path, data_dir: Path = DATA_DIR) -> Path:
 
     datalist = {
         "name": "nnmamba-monai demo: brain extraction of T1 MRI at 2 mm",
-        "labels": {"0": "background", "1": "brain"},
+        "labels": DEMO_LABELS,
         "training": [case(TRAIN_CASE)],
         "validation": [case(TEST_CASE)],
         "testing": [case(TEST_CASE, with_label=False)],
@@ -135,6 +136,23 @@ def _common_overrides(args: argparse.Namespace, output: Path, datalist: Path) ->
         "patch_size": [args.patch_size] * 3,
         "network_def": network_def(args.network),
     }
+
+
+def write_serving_override(path: Path, common: dict[str, Any], ckpt_dir: Path) -> Path:
+    """The settings the demo's model was trained with, as one MONAI Label override file.
+
+    ``python scripts/monailabel_bundle.py BUNDLE APP --override <output>/monailabel_override.json`` serves the
+    demo's ``model.pt`` with the bundle it was trained with: the demo's ``common.json`` and its network, the
+    label names (the copy's ``metadata.json``, where MONAI Label reads them) and the weights' folder.
+    """
+    override = json.loads((CONFIG_DIR / "common.json").read_text())
+    override.update({key: common[key] for key in ("patch_size", "network_def")})
+    for key in ("output_root", "dataset_dir", "datalist_file", "device"):  # run settings, not the model's
+        override.pop(key, None)
+    override["ckpt_dir"] = str(ckpt_dir)
+    override["_meta_::network_data_format::outputs::pred::channel_def"] = DEMO_LABELS
+    path.write_text(json.dumps(override, indent=1))
+    return path
 
 
 def _validation_interval(epochs: int, requested: int) -> int:
@@ -249,6 +267,9 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
             "training_curve_png": str(curve),
         },
     }
+    summary["files"]["monailabel_override"] = str(
+        write_serving_override(output / "monailabel_override.json", common, checkpoint.parent)
+    )
     (output / "summary.json").write_text(json.dumps(summary, indent=1))
     _print_summary(summary)
     return summary

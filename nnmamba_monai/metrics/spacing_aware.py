@@ -5,17 +5,28 @@ to every call, and MONAI's ignite handlers never pass it. These subclasses take 
 prediction's ``MetaTensor`` affine (the column norms of its 3x3 block), so a handler such as
 ``IgniteMetricHandler(metric_fn=SpacingAwareHausdorffDistanceMetric(percentile=95))`` reports millimetres on
 resampled and on original grids alike. Plain tensors (no affine) fall back to unit spacing.
+
+MONAI warns once per class and case whose prediction or ground truth is empty ("the prediction of class 3 is
+all 0, this may result in nan/inf distance"): dozens of lines per validation of an early model. Both metrics
+here count those warnings instead and log one line per ``aggregate`` (once per validation) with the counts.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import warnings
 from typing import Any
 
 import torch
 from monai.data import MetaTensor
 from monai.metrics import HausdorffDistanceMetric, SurfaceDiceMetric
+from monai.metrics.utils import do_metric_reduction
 
 __all__ = ["SpacingAwareHausdorffDistanceMetric", "SpacingAwareSurfaceDiceMetric", "voxel_spacing"]
+
+logger = logging.getLogger(__name__)
+_EMPTY_WARNING = re.compile(r"the (prediction|ground truth) of class (\S+) is all 0")
 
 
 def voxel_spacing(image: torch.Tensor) -> list[list[float]] | None:
@@ -38,12 +49,41 @@ def _channel_emptiness(y_pred: torch.Tensor, y: torch.Tensor, include_background
     return pred_empty, gt_empty
 
 
-class SpacingAwareHausdorffDistanceMetric(HausdorffDistanceMetric):
+class _EmptyWarningsCounted:
+    """Counts MONAI's per-class "is all 0" warnings while computing; :meth:`_report_empty` logs them once."""
+
+    def _compute_counting_empty(self, compute: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = compute(*args, **kwargs)
+        counts = self.__dict__.setdefault("_empty_counts", {})
+        for warning in caught:
+            match = _EMPTY_WARNING.search(str(warning.message))
+            if match:
+                counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+            else:  # anything else is passed on unchanged
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return result
+
+    def _report_empty(self) -> None:
+        counts = self.__dict__.pop("_empty_counts", {})
+        if counts:
+            what = ", ".join(f"{count} with an empty {side}" for side, count in sorted(counts.items()))
+            logger.warning(
+                "%s: %s (class x case pairs; MONAI's per-class 'is all 0' warnings, collapsed)",
+                type(self).__name__,
+                what,
+            )
+
+
+class SpacingAwareHausdorffDistanceMetric(_EmptyWarningsCounted, HausdorffDistanceMetric):
     """``HausdorffDistanceMetric`` in millimetres (spacing from the prediction's affine).
 
     Args:
         empty_distance: the distance (mm) to report when exactly one of prediction and ground truth is empty
             for a class; both empty then gives 0. None keeps MONAI's behaviour (NaN, left out of the mean).
+            Where no value is left to average (every prediction empty), the mean is NaN, a missing value, not
+            MONAI's 0 mm, which would read as a perfect score.
             The BraTS 2021 convention is 373.13 mm, the diagonal of the 240x240x155 1 mm grid.
         kwargs: ``HausdorffDistanceMetric`` arguments (``include_background``, ``percentile``, ``reduction``...).
 
@@ -57,7 +97,7 @@ class SpacingAwareHausdorffDistanceMetric(HausdorffDistanceMetric):
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:  # type: ignore[override]
         if kwargs.get("spacing") is None:
             kwargs["spacing"] = voxel_spacing(y_pred)
-        distances = super()._compute_tensor(y_pred, y, **kwargs)
+        distances = self._compute_counting_empty(super()._compute_tensor, y_pred, y, **kwargs)
         if self.empty_distance is None:
             return distances
         pred_empty, gt_empty = _channel_emptiness(y_pred, y, self.include_background)
@@ -66,8 +106,18 @@ class SpacingAwareHausdorffDistanceMetric(HausdorffDistanceMetric):
         distances[pred_empty & gt_empty] = 0.0
         return distances
 
+    def aggregate(self, reduction: Any = None) -> Any:  # type: ignore[override]
+        """MONAI's reduction, with NaN where it averaged nothing (MONAI gives 0 there)."""
+        self._report_empty()
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor):
+            raise ValueError("the data to aggregate must be a PyTorch Tensor.")
+        reduced, not_nans = do_metric_reduction(data, reduction or self.reduction)
+        reduced = torch.where(not_nans > 0, reduced, torch.full_like(reduced, float("nan")))
+        return (reduced, not_nans) if self.get_not_nans else reduced
 
-class SpacingAwareSurfaceDiceMetric(SurfaceDiceMetric):
+
+class SpacingAwareSurfaceDiceMetric(_EmptyWarningsCounted, SurfaceDiceMetric):
     """``SurfaceDiceMetric`` (normalised surface Dice, NSD) with tolerances in millimetres.
 
     Args:
@@ -81,4 +131,9 @@ class SpacingAwareSurfaceDiceMetric(SurfaceDiceMetric):
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:  # type: ignore[override]
         if kwargs.get("spacing") is None:
             kwargs["spacing"] = voxel_spacing(y_pred)
-        return super()._compute_tensor(y_pred, y, **kwargs)
+        return self._compute_counting_empty(super()._compute_tensor, y_pred, y, **kwargs)
+
+    def aggregate(self, reduction: Any = None) -> Any:  # type: ignore[override]
+        """MONAI's reduction; logs the collapsed empty-structure warnings first."""
+        self._report_empty()
+        return super().aggregate(reduction)

@@ -69,3 +69,28 @@ def test_multi_gpu_training_and_evaluation_run_over_two_ranks(tmp_path):
     assert sorted(p.name for p in (bundle / "eval").glob("BraTS-GLI-*.nii.gz")) == sorted(
         f"{case}.nii.gz" for case in validation
     )
+
+
+def test_multi_gpu_evaluation_with_fewer_cases_than_ranks(tmp_path):
+    # 2 cases in 2 folds: fold 0 validates on 1 case, over 2 ranks
+    data = make_brats_dataset(tmp_path / "TrainingData", (1, 2))
+    datalist = write_datalist(build_brats_datalist(data, num_folds=2), tmp_path / "datalist.json")
+    bundle = copy_bundle(BUNDLE, tmp_path)
+    torch.manual_seed(0)
+    torch.save(nnMambaSeg(3, 4, 3, channels=8, out_relu=False).state_dict(), bundle / "models" / "model.pt")
+    result = torchrun_bundle(
+        bundle,
+        ["configs/train.json", "configs/evaluate.json", "configs/multi_gpu_evaluate.json"],
+        nproc_per_node=2,
+        dataset_dir=str(data),
+        datalist_file=str(datalist),
+        num_workers=0,
+        patch_size=[32, 32, 32],
+        sw_batch_size=1,
+        **{"network_def#channels": 8},
+    )
+    log = result.stdout + result.stderr
+    assert log.count("1 validation case(s) for 2 ranks") == 1, log[-3000:]
+    assert "Traceback" not in log
+    rows = read_csv_rows(bundle / "eval" / "val_mean_dice_raw.csv")
+    assert len({row["filename"] for row in rows}) == 1

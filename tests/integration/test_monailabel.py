@@ -2,19 +2,25 @@
 
 The ``monailabel``-marked tests start ``monailabel start_server`` (through ``scripts/monailabel_server.py``)
 with the stock ``monaibundle`` app of the installed MONAI Label, the AMOS CT and MR bundles put into the app's
-``model/`` folder by ``scripts/monailabel_bundle.py`` (network width 8, seeded random weights, a smaller
-sliding window), and one generated NIfTI as the studies folder. The label maps MONAI Label returns must have
-the study's shape and affine, hold only the bundle's labels, and equal what the bundle itself writes for the
-same file with the same weights. These tests are skipped only where ``monailabel`` does not import (install
-it with ``bash scripts/install_monailabel.sh``), and never under CI. The other tests check the MONAI Label
-override configs against the bundles and need no server.
+``model/`` folder by ``scripts/monailabel_bundle.py`` and one generated NIfTI as the studies folder. Each bundle
+is first "trained": a copy of it gets ``models/model.pt`` (network width 8, seeded random weights) and, as a
+real training leaves it, a resume state ``models/last.pt`` and a lock file; the installer is given the
+width-8 override file, as a user serving a model trained with other settings would. The label maps MONAI
+Label returns must have the study's shape and affine, hold only the bundle's labels, and equal (Dice 1 for
+every label) what the trained bundle itself writes for the same file with its ``model.pt``; MONAI Label 0.8.5
+would take ``last.pt`` (the shorter name) if the installer copied it, and answer with background only.
+These tests are skipped only where ``monailabel`` does not import (install it with
+``bash scripts/install_monailabel.sh``), and never under CI. The other tests check the MONAI Label override
+configs against the bundles and need no server.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -117,6 +123,89 @@ def test_bundle_helper_writes_merged_config_and_leaves_bundle_alone(tmp_path):
         monailabel_bundle.install_bundle(bundle, tmp_path / "app")
 
 
+def test_installer_serves_model_pt_only_and_says_so(tmp_path):
+    name = "amos_ct_nnmamba_segmentation"
+    small = _small_override(tmp_path, name)
+    trained = tmp_path / "trained" / name
+    _train_like(BUNDLES[name], trained, small)
+    target = monailabel_bundle.install_bundle(trained, tmp_path / "app", overrides=[small])
+    # MONAI Label offers every models/*.pt and takes the shortest name: last.pt must not be there
+    assert sorted(p.name for p in (target / "models").iterdir()) == ["model.pt"]
+    assert (target / "models" / "model.pt").read_bytes() == (trained / "models" / "model.pt").read_bytes()
+    description = json.loads((target / "configs" / "metadata.json").read_text())["description"]
+    digest = hashlib.sha256((trained / "models" / "model.pt").read_bytes()).hexdigest()
+    assert f"sha256 {digest}" in description and "no trained weights" not in description
+
+
+def test_installer_refuses_weights_of_another_width_in_one_line(tmp_path, capsys):
+    name = "amos_ct_nnmamba_segmentation"
+    small = _small_override(tmp_path, name)
+    trained = tmp_path / "trained" / name
+    _train_like(BUNDLES[name], trained, small)
+    # width-8 weights, the bundle's width-32 network: refused, nothing written
+    assert monailabel_bundle.main([str(trained), str(tmp_path / "app")]) == 1
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1
+    assert "shape mismatch" in message and "--override" in message
+    assert not (tmp_path / "app" / "model" / name).exists()
+
+
+def test_installer_refuses_a_label_list_of_another_length_than_the_outputs(tmp_path):
+    name = "amos_ct_nnmamba_segmentation"
+    two_classes = tmp_path / "two_classes.json"
+    two_classes.write_text(json.dumps({"num_classes": 2}))
+    with pytest.raises(monailabel_bundle.WeightsMismatchError, match="names 16 labels .* 2 output channels"):
+        monailabel_bundle.install_bundle(BUNDLES[name], tmp_path / "app", overrides=[two_classes])
+    assert not (tmp_path / "app" / "model" / name).exists()
+
+
+def test_installer_refuses_a_resume_state_as_model_pt(tmp_path):
+    name = "amos_ct_nnmamba_segmentation"
+    small = _small_override(tmp_path, name)
+    trained = tmp_path / "trained" / name
+    _train_like(BUNDLES[name], trained, small)
+    shutil.copyfile(trained / "models" / "last.pt", trained / "models" / "model.pt")
+    with pytest.raises(monailabel_bundle.WeightsMismatchError, match="not a state dict"):
+        monailabel_bundle.install_bundle(trained, tmp_path / "app", overrides=[small])
+
+
+def test_demo_model_is_served_with_the_override_file_the_demo_writes(tmp_path, capsys):
+    """The demo's brain model (another width, 2 labels, weights outside the bundle): one command."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    from nnmamba_monai.demo.presets import network_def
+    from nnmamba_monai.demo.run import DEFAULT_BUNDLE, DEMO_LABELS, write_serving_override
+
+    ckpt_dir = tmp_path / "nnmamba_demo" / "models"
+    ckpt_dir.mkdir(parents=True)
+    common = {"patch_size": [64, 64, 64], "network_def": network_def("nnmamba")}
+    override = write_serving_override(tmp_path / "nnmamba_demo" / "monailabel_override.json", common, ckpt_dir)
+    bundle = REPO_ROOT / "bundles" / DEFAULT_BUNDLE
+    config = monailabel_bundle.merged_inference_config(bundle, [override])
+    network = ConfigParser(config).get_parsed_content("network_def")
+    torch.save(network.state_dict(), ckpt_dir / "model.pt")
+    torch.save({"network": network.state_dict(), "trainer": {"epoch": 30}}, ckpt_dir / "last.pt")
+    app = tmp_path / "app"
+    # the demo's weights with the bundle's own network (width, 16 classes): refused in one line, nothing installed
+    weights_only = tmp_path / "weights_only.json"
+    weights_only.write_text(json.dumps({"ckpt_dir": str(ckpt_dir)}))
+    assert monailabel_bundle.main([str(bundle), str(app), "--name", "brain_demo", "--override", str(weights_only)]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (app / "model" / "brain_demo").exists()
+    # the documented command
+    assert monailabel_bundle.main([str(bundle), str(app), "--name", "brain_demo", "--override", str(override)]) == 0
+    target = app / "model" / "brain_demo"
+    metadata = json.loads((target / "configs" / "metadata.json").read_text())
+    assert metadata["network_data_format"]["outputs"]["pred"]["channel_def"] == DEMO_LABELS
+    assert sorted(p.name for p in (target / "models").iterdir()) == ["model.pt"]
+    assert (target / "models" / "model.pt").read_bytes() == (ckpt_dir / "model.pt").read_bytes()
+    written = json.loads((target / "configs" / "inference.json").read_text())
+    assert written["num_classes"] == 2
+    served = ConfigParser(written).get_parsed_content("network_def")
+    served.load_state_dict(torch.load(target / "models" / "model.pt", weights_only=True), strict=True)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the server
 # ---------------------------------------------------------------------------------------------------------
@@ -143,34 +232,71 @@ def _write_study(path: Path) -> np.ndarray:
     return data
 
 
-def _small_weights(bundle_copy: Path) -> None:
-    """models/model.pt for the copy's (narrowed) network_def: random weights, as MONAI Label loads them.
+def _small_override(root: Path, name: str) -> Path:
+    """The test's narrowing as an override file, as a user passes the settings a model was trained with."""
+    config = json.loads((BUNDLES[name] / "configs" / "monailabel_infer.json").read_text())
+    net_id = "network_def::network" if "network" in config.get("network_def", {}) else "network_def"
+    small = root / f"small_{name}.json"
+    small.write_text(
+        json.dumps(
+            {
+                f"{net_id}::channels": SMALL["channels"],
+                "patch_size": SMALL["patch_size"],
+                "sw_batch_size": SMALL["sw_batch_size"],
+            }
+        )
+    )
+    return small
 
-    The last normalisation layer gets random scales and no shift, so that the label map follows the image
-    (several classes) instead of being one class everywhere, as a fresh network's often is.
+
+def _train_like(bundle: Path, trained: Path, small: Path) -> None:
+    """A copy of ``bundle`` at ``trained`` with what a training leaves in ``models/``.
+
+    ``model.pt``: random weights for the narrowed network; its last normalisation layer gets random scales and
+    no shift, so that the label map follows the image (several classes) instead of being one class everywhere,
+    as a fresh network's often is. ``last.pt``: a resume state shaped like the one the training's
+    ``checkpoint_objects`` write (network, optimizer, trainer), with other weights; ``.train.lock``.
     """
     import torch
+
+    shutil.copytree(bundle, trained)  # links into bundles/_shared/ become plain files
+    torch.manual_seed(0)
+    config = monailabel_bundle.merged_inference_config(trained, [small])
     from monai.bundle import ConfigParser
 
-    torch.manual_seed(0)
-    parser = ConfigParser()
-    parser.read_config(str(bundle_copy / "configs" / "inference.json"))
-    network = parser.get_parsed_content("network_def")
+    network = ConfigParser(config).get_parsed_content("network_def")
     assert sum(p.numel() for p in network.parameters()) < 2_000_000, "width override not applied"
     norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase) and m.affine]
     with torch.no_grad():
         norms[-1].weight.normal_(0.0, 1.0)
         norms[-1].bias.zero_()
-    torch.save(network.state_dict(), bundle_copy / "models" / "model.pt")
+    torch.save(network.state_dict(), trained / "models" / "model.pt")
+    resume_network = {key: torch.zeros_like(value) for key, value in network.state_dict().items()}
+    resume = {"network": resume_network, "optimizer": {"state": {}, "param_groups": []}, "trainer": {"epoch": 2}}
+    torch.save(resume, trained / "models" / "last.pt")
+    (trained / "models" / ".train.lock").write_text("")
 
 
-def _bundle_own_inference(bundle_copy: Path, study: Path, output_dir: Path) -> np.ndarray:
-    """The label map the bundle itself writes (its evaluator, preprocessing and postprocessing ids)."""
+def _dice_per_label(result: np.ndarray, reference: np.ndarray) -> dict[int, float]:
+    labels = sorted(set(np.unique(reference).tolist()) - {0})
+    return {
+        label: 2.0
+        * np.sum((result == label) & (reference == label))
+        / (np.sum(result == label) + np.sum(reference == label))
+        for label in labels
+    }
+
+
+def _bundle_own_inference(bundle: Path, overrides: list[Path], study: Path, output_dir: Path) -> np.ndarray:
+    """The label map the bundle itself writes (its evaluator, preprocessing, postprocessing and weights)."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
-    parser.read_config(str(bundle_copy / "configs" / "inference.json"))
-    parser["bundle_root"] = str(bundle_copy)
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.read_meta(str(bundle / "configs" / "metadata.json"))
+    for path in overrides:
+        parser.update(json.loads(path.read_text()))
+    parser["bundle_root"] = str(bundle)
     parser["datalist"] = [{"image": str(study)}]
     parser["output_dir"] = str(output_dir)
     parser["num_workers"] = 0
@@ -193,26 +319,18 @@ def server(tmp_path_factory):
     studies.mkdir()
     _write_study(studies / "case_0001.nii.gz")
 
-    # each bundle, with its MONAI Label override and the test's narrowing on top, plus what the bundle itself
-    # predicts for the study with the same weights
-    references = {}
+    # each bundle "trained" (model.pt, last.pt, a lock file), what it predicts for the study with its own
+    # inference, and its copy in the app with the MONAI Label override and the training's settings on top
+    references, served_weights = {}, {}
     for name, bundle in BUNDLES.items():
-        config = json.loads((bundle / "configs" / "monailabel_infer.json").read_text())
-        net_id = "network_def::network" if "network" in config.get("network_def", {}) else "network_def"
-        small = root / f"small_{name}.json"
-        small.write_text(
-            json.dumps(
-                {
-                    f"{net_id}::channels": SMALL["channels"],
-                    "patch_size": SMALL["patch_size"],
-                    "sw_batch_size": SMALL["sw_batch_size"],
-                }
-            )
-        )
-        bundle_copy = monailabel_bundle.install_bundle(bundle, app, overrides=[small])
-        _small_weights(bundle_copy)
-        references[name] = _bundle_own_inference(bundle_copy, studies / "case_0001.nii.gz", root / f"out_{name}")
+        small = _small_override(root, name)
+        trained = root / "trained" / name
+        _train_like(bundle, trained, small)
+        references[name] = _bundle_own_inference(trained, [small], studies / "case_0001.nii.gz", root / f"out_{name}")
         assert len(np.unique(references[name])) >= 2, f"{name}: one class everywhere, the comparison would be void"
+        bundle_copy = monailabel_bundle.install_bundle(trained, app, overrides=[small])
+        assert sorted(p.name for p in (bundle_copy / "models").iterdir()) == ["model.pt"]
+        served_weights[name] = hashlib.sha256((trained / "models" / "model.pt").read_bytes()).hexdigest()
 
     port = _free_port()
     log = root / "server.log"
@@ -258,7 +376,14 @@ def server(tmp_path_factory):
                 pass
             time.sleep(1)
         print(f"MONAI Label server up in {time.monotonic() - started:.1f} s")
-        yield {"url": url, "log": log, "root": root, "references": references, "study": studies / "case_0001.nii.gz"}
+        yield {
+            "url": url,
+            "log": log,
+            "root": root,
+            "references": references,
+            "served_weights": served_weights,
+            "study": studies / "case_0001.nii.gz",
+        }
     finally:
         process.terminate()
         try:
@@ -280,8 +405,12 @@ def _check_label_map(server, name: str, response, out: Path) -> np.ndarray:
     # transforms MONAI Label leaves out): whole numbers from the bundle's label set
     assert np.array_equal(labels, np.round(labels))
     assert set(np.unique(labels).astype(int).tolist()) <= set(_bundle_labels(BUNDLES[name]))
-    # the same label map as the bundle's own inference on the same file with the same weights
-    np.testing.assert_array_equal(labels.astype(np.int64), server["references"][name].astype(np.int64))
+    # the same label map as the trained bundle's own inference with its model.pt: every label it predicts
+    # found again with Dice 1 (an all-background answer, last.pt served, would score 0)
+    reference = server["references"][name].astype(np.int64)
+    dice = _dice_per_label(labels.astype(np.int64), reference)
+    assert dice and all(value == 1.0 for value in dice.values()), f"Dice per label against the bundle's own: {dice}"
+    np.testing.assert_array_equal(labels.astype(np.int64), reference)
     return labels
 
 
@@ -296,6 +425,9 @@ def test_info_lists_the_bundle_with_its_labels(server, name):
     assert model["dimension"] == 3
     expected = {label.lower(): index for index, label in _bundle_labels(BUNDLES[name]).items() if index != 0}
     assert model["labels"] == expected
+    # the description tells which weights are served, not that the bundle ships none
+    assert f"sha256 {server['served_weights'][name]}" in model["description"]
+    assert "no trained weights" not in model["description"]
     assert name in info["trainers"]  # registered by the app; training through MONAI Label is not exercised
 
 
@@ -313,6 +445,8 @@ def test_infer_uploaded_image_returns_label_map_on_input_grid(server, name):
             timeout=INFER_TIMEOUT_S,
         )
     _check_label_map(server, name, response, server["root"] / f"upload_{name}.nii.gz")
+    # the sliding window's progress bar (tqdm) in the server log: a long inference is not silent
+    assert re.search(r"100%\|[^\n]*\| \d+/\d+", _log_tail(server["log"], 200_000)), "no progress bar in the log"
 
 
 @pytest.mark.monailabel
