@@ -160,7 +160,7 @@ def test_command_line_subcommands_and_error_exit(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out and (tmp_path / "d.json").is_file()
     with pytest.raises(SystemExit) as info:
         main(["fetal", "--dataset_dir", str(tmp_path / "missing"), "--output", str(tmp_path / "f.json")])
-    assert info.value.code == 2
+    assert info.value.code == 1
     assert "nnmamba_monai.datalist fetal: error: image folder not found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         main(["--help"])

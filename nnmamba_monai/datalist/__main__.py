@@ -41,13 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, build the datalist and write it to ``--output``; dataset errors exit with status 2."""
+    """Parse ``argv``, build the datalist and write it to ``--output``; dataset errors exit with status 1
+    (one line naming the file, entry or key), usage errors with argparse's 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         datalist = args.build(args)
     except (FileNotFoundError, ValueError) as error:
-        parser.exit(2, f"{parser.prog} {args.dataset}: error: {error}\n")
+        parser.exit(1, f"{parser.prog} {args.dataset}: error: {error}\n")
     path = write_datalist(datalist, args.output)
     print(f"wrote {path} ({summarise(datalist)})")
     if getattr(args, "fold", 0) and datalist.get("training"):

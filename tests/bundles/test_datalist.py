@@ -197,11 +197,11 @@ def test_cli_writes_the_datalist(amos_dir, brats_dir, tmp_path, capsys):
     assert "--val_fold 1" in capsys.readouterr().out
 
 
-def test_cli_reports_missing_files_and_exits_2(tmp_path, capsys):
+def test_cli_reports_missing_files_and_exits_1(tmp_path, capsys):
     make_brats_dataset(tmp_path / "data", (1, 2), shape=SHAPE, omit=("BraTS-GLI-00001-000-t2f.nii.gz",))
     with pytest.raises(SystemExit) as exited:
         datalist_cli.main(["brats", "--dataset_dir", str(tmp_path / "data"), "--output", str(tmp_path / "d.json")])
-    assert exited.value.code == 2
+    assert exited.value.code == 1
     assert "case BraTS-GLI-00001-000: missing BraTS-GLI-00001-000-t2f.nii.gz" in capsys.readouterr().err
     assert not (tmp_path / "d.json").exists()
 
@@ -256,7 +256,7 @@ def test_amos_malformed_dataset_json_is_one_line_naming_entry_and_key(amos_dir, 
         build_amos_datalist(copy, "all")
     with pytest.raises(SystemExit) as exited:
         datalist_cli.main(["amos", "--dataset_dir", str(copy), "--output", str(tmp_path / "d.json")])
-    assert exited.value.code == 2
+    assert exited.value.code == 1
     message = capsys.readouterr().err.strip()
     assert "\n" not in message and str(copy / "dataset.json") in message and expected in message
     assert not (tmp_path / "d.json").exists()
@@ -274,8 +274,8 @@ def test_symlinked_inputs_are_written_relative_to_the_dataset_dir(brats_dir, tmp
     linked_file = data / other / f"{other}-t2f.nii.gz"
     linked_file.rename(store / linked_file.name)
     linked_file.symlink_to(store / linked_file.name)
-    datalist = build_brats_datalist(data, num_folds=5, fold=0)
-    entries = {e["label"].split("/")[0]: e for e in datalist["training"] + datalist["validation"]}
+    datalist = build_brats_datalist(data, num_folds=5)
+    entries = {e["label"].split("/")[0]: e for e in datalist["training"]}
     assert entries[linked_case]["label"] == f"{linked_case}/{linked_case}-seg.nii.gz"
     assert entries[other]["image"][3] == f"{other}/{other}-t2f.nii.gz"
     assert not any(str(store) in json.dumps(e) for e in entries.values())
