@@ -53,8 +53,8 @@ def test_files_and_licence(bundle):
     assert [f for f in FILES if not (root / f).is_file()] == []
     assert (root / "LICENSE").read_bytes() == (REPO_ROOT / "LICENSE").read_bytes()
     entries = yaml.safe_load((root / "large_files.yml").read_text())["large_files"]
-    assert [e["path"] for e in entries] == ["models/model.pt"]
-    assert "NOT YET RELEASED" in (root / "large_files.yml").read_text()
+    assert entries == [], "no weights are released: large_files.yml must not list placeholder entries"
+    assert not (root / "models" / "model.pt").exists()
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
