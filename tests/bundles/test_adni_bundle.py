@@ -230,3 +230,26 @@ def test_multi_process_training_config(trained):
     # 4 training scans over 2 processes at batch 2: one iteration each; only rank 0 logs
     assert result.stdout.count("Epoch: 1/1, Iter: 1/1") == 1 and "Iter: 1/2" not in result.stdout
     nnMambaCls(channels=8).load_state_dict(torch.load(ckpt_dir / "model.pt", weights_only=True))
+
+
+def test_multi_process_evaluation_gathers_every_rank_s_predictions(trained):
+    """train.json + evaluate.json + multi_gpu_evaluate.json under torchrun with 2 processes (gloo on CPU).
+
+    Each rank scores one of the two validation scans; rank 0 writes the metrics and the predictions of both.
+    """
+    output_dir = trained.root / "ddp_evaluate"
+    torchrun_bundle(
+        trained.bundle,
+        ["configs/train.json", "configs/evaluate.json", "configs/multi_gpu_evaluate.json"],
+        nproc_per_node=2,
+        dataset_dir=trained.dataset_dir,
+        output_dir=output_dir,
+        **TINY,
+    )
+    rows = read_csv_rows(output_dir / "predictions.csv")
+    assert sorted(str(Path(r["image"]).resolve()) for r in rows) == sorted(validation_images(trained))
+    with open(output_dir / "metrics.csv", newline="") as handle:
+        metrics = {row[0]: float(row[1]) for row in csv.reader(handle)}
+    label_of = {Path(e["image"]).name: e["label"] for e in trained.datalist["training"]}
+    accuracy = sum(float(r["predicted_class"]) == label_of[Path(r["image"]).name] for r in rows) / len(rows)
+    assert metrics["val_accuracy"] == pytest.approx(accuracy)  # the gathered metric covers both ranks' scans
