@@ -21,7 +21,7 @@ from monai.transforms import LoadImage
 from nnmamba_monai.bundle_config import bundles_dir, find_bundle
 from nnmamba_monai.demo.presets import network_def
 from nnmamba_monai.demo.run import write_network_settings
-from nnmamba_monai.predict import PredictionError, check_inference, checkpoint_mismatch, find_scans
+from nnmamba_monai.predict import PredictionError, check_inference, checkpoint_mismatch, find_scans, inference_cases
 from nnmamba_monai.predict.cli import predict
 from nnmamba_monai.transforms import ScanReader, UnsupportedScanError, scan_format
 from tests.bundle_support import BUNDLES_DIR, check_workflow_properties, copy_bundle, subprocess_env
@@ -189,3 +189,35 @@ def test_bundles_are_found_in_the_source_tree():
     with pytest.raises(FileNotFoundError, match=r"bundle 'nope' not found .* bundles: adni_nnmamba_classification"):
         find_bundle("nope")
     assert json.loads((bundles_dir() / BUNDLE / "configs" / "inference.json").read_text())["input_image"] == ""
+
+
+def test_brats_predicts_a_four_channel_file_and_a_case_of_four_files(tmp_path):
+    """BraTS takes 4 channels: one 4-channel NIfTI (predict), or a case's four files (``--input_image`` list)."""
+    bundle = find_bundle("brats_nnmamba_segmentation")
+    network = {**ConfigParser.load_config_file(str(bundle / "configs" / "inference.json"))["network_def"]}
+    network.update(channels=4, blocks=1, d_state=4)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "network.json").write_text(json.dumps({"network_def": network, "patch_size": [32, 32, 32]}))
+    torch.save(ConfigParser({"n": network}).get_parsed_content("n").state_dict(), models / "model.pt")
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = [-10.0, 5.0, 2.0]
+    volume = np.random.default_rng(0).random((24, 20, 16, 4), dtype=np.float32)
+    nib.save(nib.Nifti1Image(volume, affine), str(tmp_path / "case.nii.gz"))
+    predict(bundle, [str(tmp_path / "case.nii.gz")], tmp_path / "one_file", ckpt_dir=models, device="cpu")
+    written = nib.load(str(tmp_path / "one_file" / "case.nii.gz"))
+    assert written.shape[:3] == (24, 20, 16)
+    np.testing.assert_allclose(written.affine, affine)
+    assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2, 3}  # BraTS labels from the three regions
+
+    files = []
+    for index, sequence in enumerate(("t1n", "t1c", "t2w", "t2f")):
+        files.append(str(tmp_path / f"BraTS-GLI-00001-000-{sequence}.nii.gz"))
+        nib.save(nib.Nifti1Image(volume[..., index], affine), files[-1])
+    cases = inference_cases(files, dataset_dir="", datalist_file=str(tmp_path / "no_datalist.json"))
+    assert cases == [{"image": files}]
+    assert check_inference(cases, models / "model.pt", ConfigParser({"n": network}).get_parsed_content("n"), 4)
+    with pytest.raises(PredictionError, match=r"t1n\.nii\.gz: 1 channel\(s\), but the network takes 4"):
+        check_inference(
+            [{"image": files[0]}], models / "model.pt", ConfigParser({"n": network}).get_parsed_content("n"), 4
+        )

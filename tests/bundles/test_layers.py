@@ -143,7 +143,7 @@ def test_multi_gpu_filter_keeps_an_appended_handler_on_every_rank(tmp_path, monk
         dataset_dir=str(tmp_path),
         cache_rate=0.0,
         num_workers=0,
-        **{"network_def#channels": 8, "validate#evaluator": None},  # ValidationHandler takes its validator later
+        **{"network_override#channels": 8, "validate#evaluator": None},  # ValidationHandler takes its validator later
     )
     parser.get_parsed_content("initialize#0")  # "import torch.distributed as dist"
     monkeypatch.setattr(dist, "get_rank", lambda *args, **kwargs: rank)  # rank `rank` of 2, in one process
