@@ -166,6 +166,17 @@ def test_monai_bundle_run_ends_with_the_refusal_line(tmp_path, scans):
     )
 
 
+def test_wrong_datalist_path_is_named(tmp_path, demo_model):
+    network = ConfigParser({"n": network_def("nnmamba")}).get_parsed_content("n")
+    wrong = tmp_path / "configs" / "datalist.json"
+    with pytest.raises(PredictionError) as caught:
+        check_inference([], demo_model / "model.pt", network, 1, str(tmp_path / "data"), str(wrong))
+    assert str(caught.value) == (
+        f"no scans to predict: datalist {wrong} not found and {tmp_path / 'data'} holds none; pass --input_image PATH "
+        "(a file or a DICOM series folder) or --dataset_dir DIR (a folder of scans)"
+    )
+
+
 def test_predict_command_exits_1_with_one_line(tmp_path, demo_model):
     missing = tmp_path / "scan.mgz"
     command = [sys.executable, "-m", "nnmamba_monai.predict", "--bundle", BUNDLE, "--ckpt_dir", str(demo_model)]

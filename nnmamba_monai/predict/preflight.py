@@ -65,11 +65,12 @@ def _case_paths(entry: Any) -> list[str]:
     return [str(p) for p in image] if isinstance(image, (list, tuple)) else [str(image)]
 
 
-def _check_inputs(cases: Sequence[Any], in_channels: int | None, source: str) -> None:
+def _check_inputs(cases: Sequence[Any], in_channels: int | None, source: str, datalist_file: str | None) -> None:
     if not cases:
+        missing_datalist = f"datalist {datalist_file} not found and " if datalist_file else ""
         raise PredictionError(
-            f"no scans to predict: {source} gives none; pass --input_image PATH (a file or a DICOM series folder) "
-            "or --dataset_dir DIR (a folder of scans)"
+            f"no scans to predict: {missing_datalist}{source} holds none; pass --input_image PATH (a file or a DICOM "
+            "series folder) or --dataset_dir DIR (a folder of scans)"
         )
     for entry in cases:
         paths = _case_paths(entry)
@@ -137,7 +138,8 @@ def check_inference(
     checkpoint: str | os.PathLike,
     network: nn.Module,
     in_channels: int | None = None,
-    source: str = "the datalist",
+    source: str = "the dataset folder",
+    datalist_file: str | os.PathLike | None = None,
 ) -> bool:
     """Refuse an inference that cannot run (see the module docstring); returns True when all checks pass.
 
@@ -147,6 +149,7 @@ def check_inference(
         network: the configured network (``@network_def``).
         in_channels: the network's input channels (``@network_def#in_channels``).
         source: where the cases came from, for the "no scans" message (e.g. the dataset folder).
+        datalist_file: the config's datalist, named in that message when it does not exist.
     """
     install_excepthook()
     checkpoint = Path(checkpoint)
@@ -155,7 +158,8 @@ def check_inference(
             f"checkpoint not found: {checkpoint}; train the bundle first (configs/train.json) or pass --ckpt_dir DIR "
             "(the folder holding model.pt)"
         )
-    _check_inputs(cases, in_channels, source)
+    missing = str(datalist_file) if datalist_file and not os.path.isfile(datalist_file) else None
+    _check_inputs(cases, in_channels, source, missing)
     loaded = load_weights_only(checkpoint)
     state = loaded["model"] if isinstance(loaded, Mapping) and isinstance(loaded.get("model"), Mapping) else loaded
     state = extract_state_dict(state, str(checkpoint)) if isinstance(state, Mapping) else {}
