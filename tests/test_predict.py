@@ -22,7 +22,7 @@ from nnmamba_monai.bundle_config import bundles_dir, find_bundle
 from nnmamba_monai.demo.presets import network_def
 from nnmamba_monai.demo.run import write_network_settings
 from nnmamba_monai.predict import PredictionError, check_inference, checkpoint_mismatch, find_scans, inference_cases
-from nnmamba_monai.predict.cli import predict
+from nnmamba_monai.predict.cli import expand_inputs, predict
 from nnmamba_monai.transforms import ScanReader, UnsupportedScanError, scan_format
 from tests.bundle_support import BUNDLES_DIR, check_workflow_properties, copy_bundle, subprocess_env
 from tests.conftest import REPO_ROOT
@@ -86,6 +86,17 @@ def test_find_scans_lists_a_folder_and_takes_one_input(scans):
     ]
     assert find_scans("one.mgz", str(folder)) == ["one.mgz"]
     assert find_scans(dataset_dir="/no/such/folder") == []
+
+
+def test_expand_inputs_takes_folders_of_scans_and_keeps_series_and_files(scans, tmp_path):
+    folder = scans["nifti"][0].parent
+    dicom, mgz = str(scans["dicom"][0]), str(scans["mgz"][0])
+    assert expand_inputs([dicom, mgz]) == [dicom, mgz]
+    assert (
+        expand_inputs([str(folder)]) == find_scans(dataset_dir=str(folder)) and len(expand_inputs([str(folder)])) == 5
+    )
+    (tmp_path / "empty").mkdir()
+    assert expand_inputs([str(tmp_path / "empty")]) == [str(tmp_path / "empty")]  # named by the pre-flight check
 
 
 def test_predict_every_format_and_a_real_scan_on_the_input_grid(tmp_path, scans, demo_model):

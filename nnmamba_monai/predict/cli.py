@@ -21,6 +21,7 @@ import logging
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +67,23 @@ def predict(
     inputs: list[str],
     output: str | Path,
     ckpt_dir: str | Path | None = None,
-    config_files: list[str | Path] = (),
+    config_files: Sequence[str | Path] = (),
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Run the bundle's inference on ``inputs``; returns ``{"cases": n, "seconds": s, "output": folder}``."""
+    """Run the bundle's inference on ``inputs``; returns ``{"cases": n, "seconds": s, "output": folder}``.
+
+    Args:
+        bundle: a bundle name (see :func:`nnmamba_monai.bundle_config.find_bundle`) or folder.
+        inputs: scans, DICOM series folders or folders of scans (see :func:`expand_inputs`).
+        output: the folder the predictions are written to (the config's ``output_dir``).
+        ckpt_dir: the folder of ``model.pt`` and, when present, ``network.json`` (default ``<bundle>/models``).
+        config_files: more override configs, layered after ``network.json``.
+        device: a torch device string; the config's choice when None.
+
+    Raises:
+        FileNotFoundError: the bundle is not found.
+        RuntimeError (caused by a :class:`~nnmamba_monai.predict.PredictionError`): the pre-flight check refused.
+    """
     from monai.bundle import ConfigWorkflow
 
     bundle = find_bundle(bundle)

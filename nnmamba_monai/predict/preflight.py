@@ -162,11 +162,13 @@ def check_inference(
     _check_inputs(cases, in_channels, source, missing)
     loaded = load_weights_only(checkpoint)
     state = loaded["model"] if isinstance(loaded, Mapping) and isinstance(loaded.get("model"), Mapping) else loaded
-    state = extract_state_dict(state, str(checkpoint)) if isinstance(state, Mapping) else {}
+    expected = network.state_dict()
+    if not isinstance(state, Mapping):
+        state = {}
+    elif set(state) != set(expected):  # wrapped or prefixed ('module.', ...) as other trainers save it
+        state = extract_state_dict(state, str(checkpoint))
     settings = checkpoint.parent / NETWORK_SETTINGS
-    line = checkpoint_mismatch(
-        state, network.state_dict(), str(checkpoint), str(settings) if settings.is_file() else None
-    )
+    line = checkpoint_mismatch(state, expected, str(checkpoint), str(settings) if settings.is_file() else None)
     if line:
         raise PredictionError(line)
     return True
