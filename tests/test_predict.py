@@ -243,3 +243,15 @@ def test_brats_predicts_a_four_channel_file_and_a_case_of_four_files(tmp_path):
         check_inference(
             [{"image": files[0]}], models / "model.pt", ConfigParser({"n": network}).get_parsed_content("n"), 4
         )
+
+
+def test_checkpoint_of_another_network_class_names_the_class():
+    from nnmamba_monai import nnMambaCls, nnMambaSeg
+
+    segmentation = nnMambaSeg(3, 1, 2, channels=4, blocks=1, d_state=4).state_dict()
+    classification = nnMambaCls(3, 1, 2, channels=4, blocks=1, d_state=4).state_dict()
+    assert checkpoint_mismatch(segmentation, classification, "m.pt") == (
+        "m.pt was trained with _target_ nnMambaSeg (config: nnMambaCls); "
+        "pass --network_def#_target_ nnmamba_monai.networks.nnMambaSeg"
+    )
+    assert checkpoint_mismatch(segmentation, segmentation, "m.pt") is None

@@ -108,16 +108,18 @@ def checkpoint_mismatch(
     differing: dict[str, tuple[Any, Any]] = {}
     try:
         trained, built = infer_network_config(checkpoint, source), infer_network_config(network, "network")
-        if trained["class"] is not built["class"]:
+        if trained["class"] is not built["class"]:  # another network altogether: its class is the setting to name
             differing["_target_"] = (trained["class"].__name__, built["class"].__name__)
-        for key, value in trained["kwargs"].items():
-            if built["kwargs"].get(key) != value:
-                differing[key] = (value, built["kwargs"].get(key))
+        else:
+            differing = {
+                k: (v, built["kwargs"].get(k)) for k, v in trained["kwargs"].items() if built["kwargs"].get(k) != v
+            }
     except (ValueError, KeyError):
         pass
     if differing:
         found = ", ".join(f"{k} {a} (config: {b})" for k, (a, b) in differing.items())
-        fix = " ".join(f"--network_def#{k} {a}" for k, (a, _) in differing.items() if k != "_target_")
+        targets = {"_target_": f"nnmamba_monai.networks.{differing.get('_target_', ('',))[0]}"}
+        fix = " ".join(f"--network_def#{k} {targets.get(k, a)}" for k, (a, _) in differing.items())
         what = f"{source} was trained with {found}"
     else:
         key = (shapes or missing or unexpected)[0]
