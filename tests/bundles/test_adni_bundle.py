@@ -20,6 +20,7 @@ from tests.bundle_support import (
     check_workflow_properties,
     copy_bundle,
     export_and_compare_torchscript,
+    network_overrides_for,
     read_csv_rows,
     run_bundle,
     torchrun_bundle,
@@ -164,7 +165,7 @@ def test_smci_pmci_transfer_starts_from_the_nc_ad_weights(trained):
         workflow_type="train",
         bundle_root=str(bundle),
         dataset_dir=str(dataset_dir),
-        **TINY,
+        **network_overrides_for("configs/train.json", TINY),
     )
     workflow.initialize()
     assert workflow.parser.get_parsed_content("datalist_file").endswith("datalist_smci_pmci.json")

@@ -21,6 +21,7 @@ from tests.bundle_support import (
     check_workflow_properties,
     copy_bundle,
     export_and_compare_torchscript,
+    network_overrides_for,
     read_csv_rows,
     run_bundle,
     verify_metadata,
@@ -113,7 +114,8 @@ def test_heatmap_targets_decode_to_the_world_landmarks_within_one_voxel(trained,
     decoding the target heatmaps with the final affine gives back the landmark file's world coordinates."""
     parser = ConfigParser()
     parser.read_config(str(trained.bundle / "configs" / "train.json"))
-    overrides = {"bundle_root": str(trained.bundle), "dataset_dir": str(trained.dataset_dir), **TINY}
+    overrides = {"bundle_root": str(trained.bundle), "dataset_dir": str(trained.dataset_dir)}
+    overrides.update(network_overrides_for("configs/train.json", TINY))
     overrides["train#random_transforms#0#prob"] = 1.0  # always rotate / scale
     for key, value in overrides.items():
         parser[key] = value
