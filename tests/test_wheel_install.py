@@ -1,6 +1,7 @@
 """A plain (non-editable) install works from any folder: the wheel carries the bundles as package data.
 
-Builds the wheel of this checkout (``pip wheel --no-deps --no-build-isolation``, as ``pip install .`` would),
+Builds the wheel of this checkout (``pip wheel --no-deps --no-build-isolation``, as ``pip install .`` would; the
+``test`` extra installs the setuptools and wheel it builds with),
 installs it with ``pip install --no-deps --target`` into a temporary folder, and runs, from a temporary
 working directory with only that folder on ``PYTHONPATH`` (the checkout is not importable there): the demo
 finds its bundle and data in the installed package, and ``python -m nnmamba_monai.predict`` runs a model laid
