@@ -6,12 +6,13 @@ installs it with ``pip install --no-deps --target`` into a temporary folder, and
 working directory with only that folder on ``PYTHONPATH`` (the checkout is not importable there): the demo
 finds its bundle and data in the installed package, and ``python -m nnmamba_monai.predict`` runs a model laid
 out as the demo leaves it (``models/model.pt`` and ``models/network.json``, random weights here: training the
-demo takes minutes, ``tests/test_demo.py`` does it) on a .mgz file.
+demo takes minutes, ``tests/test_demo.py`` does it) on a .mgz crop of the demo's Colin27 scan.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -25,7 +26,7 @@ from monai.bundle import ConfigParser
 from nnmamba_monai.demo.presets import network_def
 from nnmamba_monai.demo.run import write_network_settings
 from tests.conftest import REPO_ROOT
-from tests.scan_files import COLIN27_T1
+from tests.scan_files import write_scans
 
 BUNDLE = "amos_mr_nnmamba_segmentation"
 FIND_DEMO_INPUTS = "from nnmamba_monai.demo.run import DATA_DIR, find_bundle; print(find_bundle()); print(DATA_DIR)"
@@ -69,11 +70,11 @@ def test_wheel_ships_the_bundles_and_runs_demo_and_predict_from_any_folder(tmp_p
         ConfigParser({"net": network_def("nnmamba")}).get_parsed_content("net").state_dict(), models / "model.pt"
     )
 
-    source = nib.load(str(COLIN27_T1))
-    nib.save(nib.MGHImage(np.asarray(source.dataobj, dtype=np.float32), source.affine), str(work / "colin27.mgz"))
+    scan, affine, shape = write_scans(tmp_path / "scans")["mgz"]  # a crop of the real Colin27 scan, as .mgz
+    shutil.copyfile(scan, work / "colin27.mgz")
     command = [sys.executable, "-m", "nnmamba_monai.predict", "--bundle", BUNDLE, "--ckpt_dir", "demo/models"]
     output = _run([*command, "colin27.mgz", "--output", "predictions"], work, env)
     assert "[1/1] colin27.mgz:" in output and "predicted 1 case(s) in" in output
     written = nib.load(str(work / "predictions" / "colin27_seg.nii.gz"))
-    assert written.shape[:3] == source.shape
-    np.testing.assert_allclose(written.affine, source.affine, atol=1e-3)
+    assert written.shape[:3] == tuple(shape)
+    np.testing.assert_allclose(written.affine, affine, atol=1e-3)
