@@ -14,7 +14,8 @@ The zip holds an allow-list, not the bundle folder minus a deny-list: ``LICENSE`
 ``docs/`` (``*.md``, ``*.txt``), ``configs/`` (``*.json``, ``*.yaml``, ``*.yml``, ``*.conf``) without datalists
 (``configs/datalist*``: local paths, subject ids), ``scripts/**/*.py``, and one weights file, ``models/model.pt``
 (the one given by ``--weights``; no resume state ``last.pt``, no TorchScript ``model.ts``, nothing under
-``models/<task>/``). With ``--exclude_weights`` no weights file of any kind is inside. ``configs/metadata.json``
+``models/<task>/``), with ``models/network.json`` when it sits beside the weights file (the network settings the
+weights were trained with). With ``--exclude_weights`` no weights file of any kind is inside. ``configs/metadata.json``
 is rewritten to say which weights the zip ships (``trained_weights``: path, SHA-256, whether inside the zip, url)
 instead of "ships no trained weights".
 
@@ -41,6 +42,7 @@ import torch
 import yaml
 
 from nnmamba_monai.atomic import atomic_write
+from nnmamba_monai.bundle_config import NETWORK_SETTINGS
 from nnmamba_monai.checkpoint import load_weights_only
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
 ]
 
 WEIGHTS_RELPATH = "models/model.pt"
+SETTINGS_RELPATH = f"models/{NETWORK_SETTINGS}"
 # what a released bundle may hold, as (folder, file name patterns); everything else stays home (run outputs,
 # datalists with local paths and subject ids, resume states, TorchScript exports, a training's lock file)
 _ALLOWED_TOP = ("LICENSE", "large_files.yml")
@@ -112,6 +115,8 @@ def allowed_member(relpath: str, with_weights: bool = True) -> bool:
     parts = relpath.split("/")
     if relpath == WEIGHTS_RELPATH:
         return with_weights
+    if relpath == SETTINGS_RELPATH:  # the network settings of the weights (nnmamba_monai.bundle_config)
+        return True
     if len(parts) == 1:
         return relpath in _ALLOWED_TOP
     suffixes = _ALLOWED_UNDER.get(parts[0])
@@ -198,12 +203,14 @@ def package_bundle(
         staged.mkdir()
         for path in sorted(bundle.rglob("*")):
             relpath = path.relative_to(bundle).as_posix()
-            if path.is_file() and relpath != WEIGHTS_RELPATH and allowed_member(relpath):
+            if path.is_file() and relpath not in (WEIGHTS_RELPATH, SETTINGS_RELPATH) and allowed_member(relpath):
                 (staged / relpath).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, staged / relpath)  # follows links: shared layers become plain files
         check_self_contained(staged)
         (staged / "models").mkdir(exist_ok=True)
         shutil.copy(weights, staged / WEIGHTS_RELPATH)
+        if (weights.parent / NETWORK_SETTINGS).is_file():  # the settings the weights were trained with travel along
+            shutil.copyfile(weights.parent / NETWORK_SETTINGS, staged / SETTINGS_RELPATH)
         sha256 = file_sha256(staged / WEIGHTS_RELPATH)
         _write_large_files(staged, url, sha256)
         _ship_metadata(staged / "configs" / "metadata.json", sha256, url, included=not exclude_weights)

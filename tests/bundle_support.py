@@ -38,6 +38,7 @@ __all__ = [
     "copy_bundle",
     "export_and_compare_torchscript",
     "monai_bundle",
+    "network_overrides_for",
     "read_csv_rows",
     "run_bundle",
     "run_checked",
@@ -103,6 +104,19 @@ def _override_args(overrides: dict[str, Any]) -> list[str]:
     return args
 
 
+def network_overrides_for(config_files: str | Sequence[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` with ``network_def#<key>`` entries renamed ``network_override#<key>`` for a run that layers
+    ``train.json``: there ``network_def`` is the one line that builds ``inference.json``'s ``network_def`` with
+    ``network_override`` applied (nnmamba_monai.bundle_config), so both ids mean the same network change."""
+    files = [config_files] if isinstance(config_files, (str, Path)) else list(config_files)
+    if not any(Path(f).name == "train.json" for f in files):
+        return dict(overrides)
+    return {
+        (f"network_override#{key.split('#', 1)[1]}" if key.startswith("network_def#") else key): value
+        for key, value in overrides.items()
+    }
+
+
 def _config_paths(bundle_dir: Path, config_files: str | Sequence[str]) -> list[str]:
     files = [config_files] if isinstance(config_files, (str, Path)) else list(config_files)
     return [str(bundle_dir / f) for f in files]
@@ -147,10 +161,12 @@ def run_bundle(
     By default the paths are absolute and ``bundle_root`` is set to ``bundle_dir``; ``from_bundle_dir=True``
     instead runs the command exactly as the bundle READMEs write it: from inside the bundle folder, with
     relative paths and the configs' own ``bundle_root`` ("."). Pass ids with ``#`` as
-    ``**{"network_def#channels": 8}``.
+    ``**{"network_def#channels": 8}`` (with train.json, renamed ``network_override#channels``: see
+    :func:`network_overrides_for`).
     """
     bundle_dir = Path(bundle_dir)
     files = [config_files] if isinstance(config_files, (str, Path)) else list(config_files)
+    overrides = network_overrides_for(files, overrides)
     if from_bundle_dir:
         root, cwd = Path("."), bundle_dir
     else:
@@ -179,7 +195,7 @@ def torchrun_bundle(
 ) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nnodes=1 --nproc_per_node=N -m monai.bundle run ...`` (CPU: gloo)."""
     bundle_dir = Path(bundle_dir)
-    overrides = {"bundle_root": str(bundle_dir), **overrides}
+    overrides = {"bundle_root": str(bundle_dir), **network_overrides_for(config_files, overrides)}
     command = [
         sys.executable,
         "-m",
@@ -263,8 +279,9 @@ def build_network(bundle_dir: str | Path, config_file: str = "configs/inference.
     parser = ConfigParser()
     parser.read_config(str(bundle_dir / config_file))
     parser.read_meta(str(bundle_dir / "configs" / "metadata.json"))
-    for key, value in {"bundle_root": str(bundle_dir), **overrides}.items():
+    for key, value in {"bundle_root": str(bundle_dir), **network_overrides_for(config_file, overrides)}.items():
         parser[key] = value
+    parser.parse()  # runs the config's imports (train.json's network_def is an expression over a module)
     return parser.get_parsed_content("network_def").eval()
 
 
@@ -342,7 +359,7 @@ def check_workflow_properties(
         meta_file=str(bundle_dir / "configs" / "metadata.json"),
         logging_file=False,
         workflow_type=workflow_type,
-        **{"bundle_root": str(bundle_dir), **overrides},
+        **{"bundle_root": str(bundle_dir), **network_overrides_for(config_files, overrides)},
     )
     workflow.initialize()
     return list(workflow.check_properties() or [])

@@ -207,6 +207,26 @@ def test_demo_prediction_on_input_grid(demo_run):
     assert set(np.unique(np.asarray(prediction.dataobj))) <= {0, 1}
 
 
+def test_predict_with_the_demo_model_reproduces_its_prediction_from_an_mgz(demo_run, tmp_path):
+    """``python -m nnmamba_monai.predict --ckpt_dir <demo>/models`` layers the demo's models/network.json, so the
+    demo's checkpoint on Colin27 (here converted to .mgz) gives the demo's own prediction, voxel for voxel."""
+    from nnmamba_monai.predict.cli import predict
+
+    _, summary = demo_run
+    models = Path(summary["files"]["checkpoint"]).parent
+    settings = json.loads(Path(summary["files"]["network_settings"]).read_text())
+    assert Path(summary["files"]["network_settings"]) == models / "network.json"
+    assert settings["network_def"] == network_def("nnmamba") and settings["num_classes"] == 2
+    image = nib.load(str(DATA_DIR / "colin27_t1.nii.gz"))
+    mgz = tmp_path / "colin27.mgz"
+    nib.save(nib.MGHImage(np.asarray(image.dataobj, dtype=np.float32), image.affine), str(mgz))
+    predict("amos_mr_nnmamba_segmentation", [str(mgz)], tmp_path / "out", ckpt_dir=models, device="cpu")
+    predicted = nib.load(str(tmp_path / "out" / "colin27_seg.nii.gz"))
+    demo = nib.load(summary["files"]["prediction"])
+    np.testing.assert_allclose(predicted.affine, demo.affine, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(predicted.dataobj), np.asarray(demo.dataobj))
+
+
 def test_demo_metrics_tables(demo_run):
     output, summary = demo_run
     with (output / "metrics.csv").open() as handle:

@@ -40,6 +40,7 @@ from tests.pretrained_support import assert_prediction_on_input_grid, brats_unla
 
 BUNDLE = "brats_nnmamba_segmentation"
 SMALL = {"network_def#channels": 8}
+NETWORK_SETTINGS_CHANNELS_8 = {"_target_": "nnmamba_monai.networks.nnMambaSeg", "in_channels": 4, "channels": 8}
 TINY_INFERENCE = {**SMALL, "num_workers": 0, "patch_size": [32, 32, 32], "sw_batch_size": 1}
 
 
@@ -86,6 +87,7 @@ RELEASED = [
     "configs/multi_gpu_evaluate.json",
     "configs/multi_gpu_train.json",
     "configs/train.json",
+    "models/network.json",  # the settings the weights were trained with, from beside the weights file
 ]
 
 
@@ -106,6 +108,8 @@ def published(tmp_path_factory):
     weights.parent.mkdir()
     state = _random_state_dict()
     torch.save(state, weights)
+    (weights.parent / "network.json").write_text(json.dumps({"network_def": NETWORK_SETTINGS_CHANNELS_8}))
+    (bundle / "models" / "network.json").write_text("{}")  # a stale one in the folder: the weights' one wins
     with serve_directory(root) as base_url:
         weights_url = f"{base_url}/trained/model.pt"
         result = run_checked(
@@ -140,6 +144,8 @@ def test_zip_holds_only_the_allow_list(published, tmp_path):
     texts = json.dumps({k: v for k, v in meta.items() if k != "changelog"})
     assert "no trained weights" not in texts.lower(), texts
     verify_metadata(tmp_path / BUNDLE, cli=False)  # still valid against MONAI's schema
+    settings = json.loads((tmp_path / BUNDLE / "models" / "network.json").read_text())
+    assert settings == {"network_def": NETWORK_SETTINGS_CHANNELS_8}
 
 
 def test_allowed_member_refuses_datalists_and_every_weights_file_but_one():

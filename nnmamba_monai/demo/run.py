@@ -22,14 +22,14 @@ import nibabel as nib
 import numpy as np
 import torch
 
-import nnmamba_monai
+from nnmamba_monai import bundle_config
 from nnmamba_monai.checkpoint import load_weights_only
 from nnmamba_monai.demo.evaluation import evaluate_files, write_metrics
 from nnmamba_monai.demo.figures import plot_overlay, plot_training_curve
 from nnmamba_monai.demo.history import LOGGER_NAME, read_history
 from nnmamba_monai.demo.presets import FAMILIES, network_def
 
-__all__ = ["main", "find_bundle", "write_datalist", "DATA_DIR", "CONFIG_DIR"]
+__all__ = ["main", "find_bundle", "write_datalist", "write_network_settings", "DATA_DIR", "CONFIG_DIR"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
@@ -43,22 +43,16 @@ logger = logging.getLogger(LOGGER_NAME)
 
 
 def find_bundle(bundle: str | Path | None = None) -> Path:
-    """The bundle folder to run: ``bundle`` as a path, or a bundle name under the repository's ``bundles/``.
+    """The bundle folder to run: ``bundle`` as a path, or a bundle name among the package's bundles
+    (:func:`nnmamba_monai.bundle_config.bundles_dir`: installed with the package, or the source tree's).
 
-    The bundles live in the source tree beside the package (an editable install: ``pip install -e .``).
     Raises FileNotFoundError naming the places looked at.
     """
     name = DEFAULT_BUNDLE if bundle is None else str(bundle)
-    bundles_dir = Path(nnmamba_monai.__file__).resolve().parents[1] / "bundles"
-    candidates = [Path(name), bundles_dir / name]
-    for candidate in candidates:
-        if (candidate / "configs" / "train.json").is_file() and (candidate / "configs" / "inference.json").is_file():
-            return candidate.resolve()
-    raise FileNotFoundError(
-        f"bundle {name!r} not found (looked for configs/train.json and configs/inference.json in "
-        f"{', '.join(str(c) for c in candidates)}). The demo runs the bundles of the source tree: clone the "
-        "repository and install it editable (python -m pip install -e .), or pass --bundle PATH."
-    )
+    try:
+        return bundle_config.find_bundle(name, required=("configs/train.json", "configs/inference.json"))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error}; pass --bundle PATH") from None
 
 
 def write_datalist(path: Path, data_dir: Path = DATA_DIR) -> Path:
@@ -155,6 +149,19 @@ def write_serving_override(path: Path, common: dict[str, Any], ckpt_dir: Path) -
     return path
 
 
+def write_network_settings(path: Path, common: dict[str, Any]) -> Path:
+    """The settings the demo's checkpoint was trained with, as an override of the bundle's inference.json
+    (``<output>/models/network.json``): its ``network_def`` and the demo's classes, spacing, intensity
+    percentiles and patch. ``python -m nnmamba_monai.predict --ckpt_dir <output>/models`` layers it by itself."""
+    settings = json.loads((CONFIG_DIR / "common.json").read_text())
+    for key in ("output_root", "dataset_dir", "datalist_file", "ckpt_dir", "device", "amp", "num_workers"):
+        settings.pop(key, None)  # where and how the demo ran, not what the model is
+    settings.update({key: common[key] for key in ("patch_size", "network_def")})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=1))
+    return path
+
+
 def _validation_interval(epochs: int, requested: int) -> int:
     """The largest interval <= ``requested`` that divides ``epochs``, so that the last epoch is validated."""
     interval = min(requested, epochs)
@@ -176,6 +183,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     # the demo merges configs from two folders on purpose; MONAI warns about that on every workflow
     logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)
+    # the demo replaces network_def as a whole and writes models/network.json itself (write_network_settings)
+    logging.getLogger("nnmamba_monai.bundle_config").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         # deprecation notices of MONAI transforms' defaults are for developers, not for the demo's reader
         warnings.simplefilter("ignore", FutureWarning)
@@ -210,6 +219,7 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
     network = train.parser.get_parsed_content("network")
     params = sum(p.numel() for p in network.parameters())
     checkpoint = Path(train.parser.get_parsed_content("ckpt_dir")) / "model.pt"
+    network_settings = write_network_settings(checkpoint.parent / bundle_config.NETWORK_SETTINGS, common)
     history_path = Path(train.parser.get_parsed_content("output_dir")) / "history.json"
     logger.info(f"training done in {train_seconds:.0f} s; predicting {TEST_CASE} with the bundle's inference.json")
 
@@ -259,6 +269,7 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
         "metrics": metrics,
         "files": {
             "checkpoint": str(checkpoint),
+            "network_settings": str(network_settings),
             "history": str(history_path),
             "prediction": str(prediction),
             "metrics_csv": str(metrics_csv),

@@ -32,6 +32,7 @@ from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader
 
 from nnmamba_monai.atomic import atomic_torch_save, remove_stale_temporaries
+from nnmamba_monai.bundle_config import recorded_network_config, write_network_settings
 from nnmamba_monai.checkpoint import unreadable_checkpoint
 from nnmamba_monai.folder_lock import FolderLock
 from nnmamba_monai.handlers.nonfinite import NonFiniteError
@@ -126,15 +127,24 @@ class AtomicCheckpointSaver:
 
     def attach(self, engine: Engine) -> None:
         """Lock the folder, remove temporary files of killed runs, save on the configured events; the lock is
-        released when the engine completes (or the process ends, however it ends)."""
+        released when the engine completes (or the process ends, however it ends). Also writes the network's
+        settings beside the checkpoint (``network.json``, see :mod:`nnmamba_monai.bundle_config`)."""
         install_excepthook()
         self.lock.acquire()
         remove_stale_temporaries(self.path)
+        self._write_network_settings()
         engine.add_event_handler(Events.COMPLETED, self.lock.release)
         if self.epoch_interval:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.epoch_interval), self)
         if self.iteration_interval:
             engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.iteration_interval), self)
+
+    def _write_network_settings(self) -> None:
+        """``<save_dir>/network.json`` for the network in ``save_dict`` built from the bundle's inference.json."""
+        networks = [_unwrap(obj) for obj in self.save_dict.values() if isinstance(_unwrap(obj), torch.nn.Module)]
+        recorded = [net for net in networks if recorded_network_config(net) is not None]
+        if networks:
+            write_network_settings(self.path.parent, (recorded or networks)[0])
 
     def __call__(self, engine: Engine) -> None:
         objects = {name: _unwrap(obj) for name, obj in self.save_dict.items() if obj is not None}

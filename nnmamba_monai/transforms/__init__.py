@@ -1,4 +1,4 @@
-"""MONAI transforms for the bundles: BraTS labels <-> evaluation regions."""
+"""MONAI transforms for the bundles: BraTS labels <-> evaluation regions; one reader for every scan format."""
 
 from nnmamba_monai.transforms.brats import (
     BRATS_REGIONS,
@@ -8,6 +8,7 @@ from nnmamba_monai.transforms.brats import (
     BratsRegionsToLabelsd,
     brats_case_name,
 )
+from nnmamba_monai.transforms.scan_reader import SCAN_FORMATS, ScanReader, UnsupportedScanError, scan_format
 
 __all__ = [
     "BRATS_REGIONS",
@@ -16,4 +17,8 @@ __all__ = [
     "BratsRegionsToLabels",
     "BratsRegionsToLabelsd",
     "brats_case_name",
+    "SCAN_FORMATS",
+    "ScanReader",
+    "UnsupportedScanError",
+    "scan_format",
 ]

@@ -26,7 +26,13 @@ from tests.bundles.standin_data import make_brats_dataset, write_absurd_header
 from tests.helpers import PEAK_RSS_KIB
 
 BUNDLE = "brats_nnmamba_segmentation"
-TINY = {"num_workers": 0, "patch_size": [32, 32, 32], "network_def#channels": 4, "batch_size": 1, "val_interval": 100}
+TINY = {
+    "num_workers": 0,
+    "patch_size": [32, 32, 32],
+    "network_override#channels": 4,
+    "batch_size": 1,
+    "val_interval": 100,
+}
 
 
 def last_line(result) -> str:

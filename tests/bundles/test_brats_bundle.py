@@ -6,6 +6,7 @@ The network is shrunk (``network_def#channels`` 8) and the patch is 32^3 to keep
 
 from __future__ import annotations
 
+import json
 import shutil
 from types import SimpleNamespace
 
@@ -78,6 +79,31 @@ def test_training_writes_a_checkpoint_of_the_configured_network(trained):
     expected = nnMambaSeg(3, 4, 3, channels=8, out_relu=False).state_dict()
     assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in expected.items()}
     assert list((trained.bundle / "eval").glob("events.out.tfevents.*")), "TensorBoard event files"
+    # the network's settings beside its weights: inference.json's network_def with this run's width
+    written = json.loads((trained.bundle / "models" / "network.json").read_text())["network_def"]
+    inference = json.loads((trained.bundle / "configs" / "inference.json").read_text())["network_def"]
+    assert written == {**inference, "channels": 8}
+
+
+def test_predict_layers_the_trained_settings_on_a_case_of_four_files(trained, tmp_path):
+    """The checkpoint trained with channels 8: ``monai.bundle run`` of inference.json with models/network.json
+    layered and one case as ``--input_image`` (a list of its four files), no datalist."""
+    case = validation_case(trained)
+    files = [str(trained.data / case / f"{case}-{s}.nii.gz") for s in ("t1n", "t1c", "t2w", "t2f")]
+    run_bundle(
+        trained.bundle,
+        ["configs/inference.json", "models/network.json"],
+        input_image=files,
+        datalist_file=str(tmp_path / "none.json"),
+        output_dir=str(tmp_path),
+        num_workers=0,
+        patch_size=[32, 32, 32],
+        sw_batch_size=1,
+    )
+    saved = nib.load(tmp_path / f"{case}.nii.gz")
+    reference = nib.load(files[0])
+    assert saved.shape == reference.shape
+    np.testing.assert_allclose(saved.affine, reference.affine)
 
 
 def test_evaluation_metrics_match_the_saved_label_maps(trained, evaluated):

@@ -70,13 +70,42 @@ def test_amos_mr_is_the_ct_bundle_with_its_own_metadata():
     assert [b for a, b in zip(ct_types, mr_types) if a != b] == ["ScaleIntensityRangePercentilesd"]
 
 
+TRAIN_NETWORK_DEF = "$nnmamba_monai.bundle_config.inference_network_def(@bundle_root, @network_override"
+
+
+@pytest.mark.parametrize("bundle", ALL_BUNDLES, ids=lambda p: p.name)
+def test_train_network_is_the_inference_definition(bundle):
+    """train.json's network is inference.json's network_def, resolved with train.json's own ids (AMOS's
+    num_classes) and its network_override: same class, same tensors, same recorded settings."""
+    from nnmamba_monai.bundle_config import recorded_network_config
+
+    networks = {}
+    for name, override in (("train.json", "network_override#channels"), ("inference.json", "network_def#channels")):
+        parser = ConfigParser()
+        parser.read_config(str(bundle / "configs" / name))
+        parser.update({"bundle_root": str(bundle), override: 8})
+        parser.parse()
+        networks[name] = parser.get_parsed_content("network_def")
+        if name == "inference.json":  # the definition as written, its references resolved, width 8
+            raw = parser.get("network_def")
+            expected = {
+                k: parser.get_parsed_content(f"network_def#{k}") if k != "_target_" else v for k, v in raw.items()
+            }
+    trained, inferred = networks["train.json"], networks["inference.json"]
+    assert type(trained) is type(inferred)
+    shapes = {k: tuple(v.shape) for k, v in inferred.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in trained.state_dict().items()} == shapes
+    assert recorded_network_config(trained) == expected and expected["channels"] == 8
+
+
 @pytest.mark.parametrize("bundle", ALL_BUNDLES, ids=lambda p: p.name)
 def test_network_def_is_read_by_overrides_never_redefined(bundle):
     configs = bundle / "configs"
     train = json.loads((configs / "train.json").read_text())
     inference = json.loads((configs / "inference.json").read_text())
-    # MONAI reads one file for inference: the definition stands in train.json and inference.json, equal
-    assert train["network_def"] == inference["network_def"]
+    # inference.json holds the one definition (MONAI reads one file for inference); train.json builds it
+    assert isinstance(inference["network_def"], dict) and "_target_" in inference["network_def"]
+    assert train["network_def"].startswith(TRAIN_NETWORK_DEF), train["network_def"]
     for name in OVERRIDES:
         if (configs / name).is_file():
             override = json.loads((configs / name).read_text())
@@ -114,7 +143,7 @@ def test_multi_gpu_filter_keeps_an_appended_handler_on_every_rank(tmp_path, monk
         dataset_dir=str(tmp_path),
         cache_rate=0.0,
         num_workers=0,
-        **{"network_def#channels": 8, "validate#evaluator": None},  # ValidationHandler takes its validator later
+        **{"network_override#channels": 8, "validate#evaluator": None},  # ValidationHandler takes its validator later
     )
     parser.get_parsed_content("initialize#0")  # "import torch.distributed as dist"
     monkeypatch.setattr(dist, "get_rank", lambda *args, **kwargs: rank)  # rank `rank` of 2, in one process
