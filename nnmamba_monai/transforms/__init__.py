@@ -1,4 +1,5 @@
-"""MONAI transforms for the bundles: BraTS labels <-> evaluation regions."""
+"""MONAI transforms for the bundles: BraTS labels <-> evaluation regions; contrast inversion and
+mask clean-up (brain extraction)."""
 
 from nnmamba_monai.transforms.brats import (
     BRATS_REGIONS,
@@ -8,6 +9,8 @@ from nnmamba_monai.transforms.brats import (
     BratsRegionsToLabelsd,
     brats_case_name,
 )
+from nnmamba_monai.transforms.contrast import RandContrastInversiond, invert_foreground, inverted_head_contrast
+from nnmamba_monai.transforms.mask import LargestComponentd, largest_component_filled
 
 __all__ = [
     "BRATS_REGIONS",
@@ -15,5 +18,10 @@ __all__ = [
     "BratsLabelsToRegionsd",
     "BratsRegionsToLabels",
     "BratsRegionsToLabelsd",
+    "LargestComponentd",
+    "RandContrastInversiond",
     "brats_case_name",
+    "invert_foreground",
+    "inverted_head_contrast",
+    "largest_component_filled",
 ]
