@@ -71,8 +71,16 @@ def train(cache: Path, datalist: Path) -> float:
 
 
 def ship(checkpoint: Path) -> str:
-    """Copy the checkpoint's state dict (float32) to the bundle's models/model.pt; returns its SHA-256."""
-    state = extract_state_dict(load_weights_only(checkpoint), str(checkpoint))
+    """Copy the checkpoint's network (float32 state dict) to the bundle's models/model.pt; returns its SHA-256.
+
+    ``checkpoint`` is the final ``model.pt`` or a resumable ``last.pt`` (the network under ``"network"``).
+    """
+    content = load_weights_only(checkpoint)
+    if isinstance(content.get("trainer"), dict):
+        print(f"{checkpoint}: trainer state {content['trainer']}")
+    if isinstance(content.get("network"), dict):
+        content = content["network"]
+    state = extract_state_dict(content, str(checkpoint))
     state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
     target = BUNDLE / "models" / "model.pt"
     torch.save(state, target)
@@ -117,6 +125,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, required=True, help="data and run folder, outside the repository")
     parser.add_argument("--skip-train", action="store_true", help="evaluate the weights already in the bundle")
+    parser.add_argument(
+        "--ship-from", type=Path, default=None, help="with --skip-train: ship this checkpoint's network first"
+    )
     parser.add_argument("--demo-checkpoint", type=Path, default=None, help="also evaluate this demo model.pt")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for inference (torch's default)")
     args = parser.parse_args(argv)
@@ -128,6 +139,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(
             f"training took {seconds / 60:.1f} min; shipped sha256 {ship(args.cache / 'run' / 'models' / 'model.pt')}"
         )
+    elif args.ship_from is not None:
+        print(f"shipped {args.ship_from}: sha256 {ship(args.ship_from)}")
     out = args.cache / "predictions"
     rows = evaluate(
         datalist, "shipped", [BUNDLE / "configs" / "inference.json"], {"ckpt_dir": str(BUNDLE / "models")}, out
