@@ -1,7 +1,7 @@
 """``python -m nnmamba_monai.demo``: brain extraction of T1 MRI with one of our MONAI bundles, on the CPU.
 
 Trains a small network with the bundle's ``train.json`` on ONE volume (the ICBM 2009c template, random
-crops and field-of-view, contrast and resolution augmentation), predicts the held-out Colin27 subject and a
+crops and augmentation), predicts the held-out Colin27 subject and a
 second, out-of-distribution case (Colin27 with its contrast inverted inside the head, a synthetic T2/PD-like
 image made at run time) with the bundle's ``inference.json``, measures Dice / HD95 / NSD of both against
 Colin27's reference brain mask and draws two figures. Each bundle config is
