@@ -11,7 +11,6 @@ import json
 
 import nibabel as nib
 import numpy as np
-import pytest
 import torch
 import yaml
 from monai.bundle import ConfigParser, ConfigWorkflow
