@@ -9,6 +9,7 @@ reads ``bundles/`` in place and copies nothing. Everything else is in setup.cfg.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -19,9 +20,19 @@ BUNDLE_FILES = ("LICENSE", "large_files.yml", "configs/*", "docs/*", "models/.gi
 EXCLUDED = ("configs/datalist.json",)  # written per dataset by python -m nnmamba_monai.datalist
 
 
+def released_files(bundle: Path) -> set[Path]:
+    """The files ``large_files.yml`` lists that are present (released weights that ship inside the bundle)."""
+    listing = bundle / "large_files.yml"
+    text = listing.read_text() if listing.is_file() else ""
+    paths = re.findall(r'^\s*-\s*path:\s*"?([^"\n]+?)"?\s*$', text, flags=re.MULTILINE)
+    return {Path(path) for path in paths if (bundle / path).is_file()}
+
+
 def bundle_files(bundle: Path) -> list[Path]:
-    """The files of one bundle that ship (relative paths): configs, docs, licence, the large-files list."""
+    """The files of one bundle that ship (relative paths): configs, docs, licence, the large-files list, and
+    the released weights it lists."""
     files = {p.relative_to(bundle) for pattern in BUNDLE_FILES for p in bundle.glob(pattern) if p.is_file()}
+    files |= released_files(bundle)
     return sorted(p for p in files if p.as_posix() not in EXCLUDED)
 
 

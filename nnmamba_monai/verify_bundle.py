@@ -74,6 +74,11 @@ def check_large_files(bundle: Path) -> str:
         relpath = entry.get("path") if isinstance(entry, dict) else None
         if not relpath:
             raise BundleVerificationError(f"{where}: no 'path'")
+        if "url" not in entry:
+            raise BundleVerificationError(
+                f"{where} ({relpath}): no 'url' key (MONAI's download_url requires one; it may be empty when the "
+                "file ships inside the bundle)"
+            )
         target = bundle / relpath
         url = str(entry.get("url") or "")
         hash_val = str(entry.get("hash_val") or "")

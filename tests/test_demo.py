@@ -278,3 +278,21 @@ def test_demo_missing_bundle_is_a_clear_error(tmp_path):
 def test_epoch_line_reports_a_missing_metric_as_missing_not_zero():
     line = EpochHistory._line({"epoch": 1, "loss": 0.5, "val_mean_dice": 0.0, "seconds": 2.0}, 2, ["val_mean_hd95"])
     assert "val_mean_hd95 n/a" in line and "val_mean_hd95 0.0000" not in line
+
+
+def test_demo_predicts_and_scores_the_out_of_distribution_case(demo_run):
+    output, summary = demo_run
+    ood = summary["ood_metrics"]
+    assert ood["case"] == "colin27_inverted" and 0.0 <= ood["dice"] <= 1.0 and math.isfinite(ood["hd95_mm"])
+    rows = json.loads((output / "metrics.json").read_text())
+    assert [r["case"] for r in rows] == ["colin27", "colin27_inverted"]
+    assert rows[1]["ref_volume_ml"] == pytest.approx(rows[0]["ref_volume_ml"])  # Colin27's mask for both
+    image = nib.load(str(output / "ood" / "colin27_inverted_t1.nii.gz"))
+    t1 = nib.load(str(DATA_DIR / "colin27_t1.nii.gz"))
+    np.testing.assert_allclose(image.affine, t1.affine)
+    inverted, original = np.asarray(image.dataobj), np.asarray(t1.dataobj, dtype=np.float32)
+    head = inverted > 0
+    # inside the head the order of intensities is reversed: the brightest T1 voxels are now among the darkest
+    assert np.corrcoef(inverted[head], original[head])[0, 1] < -0.9
+    prediction = nib.load(summary["files"]["ood_prediction"])
+    assert prediction.shape[:3] == t1.shape

@@ -29,6 +29,7 @@ from tests.conftest import REPO_ROOT
 from tests.scan_files import write_scans
 
 BUNDLE = "amos_mr_nnmamba_segmentation"
+RELEASED_BUNDLE = "brain_nnmamba_extraction"
 FIND_DEMO_INPUTS = "from nnmamba_monai.demo.run import DATA_DIR, find_bundle; print(find_bundle()); print(DATA_DIR)"
 
 
@@ -50,7 +51,9 @@ def test_wheel_ships_the_bundles_and_runs_demo_and_predict_from_any_folder(tmp_p
     (wheel,) = wheel_dir.glob("nnmamba_monai-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert f"nnmamba_monai/bundles/{BUNDLE}/configs/inference.json" in names  # a _shared link, as a plain file
-    assert not [n for n in names if n.endswith((".pt", "datalist.json")) or "/_shared/" in n]
+    assert not [n for n in names if n.endswith("datalist.json") or "/_shared/" in n]
+    # the only weights in the wheel are the released ones, listed in their bundle's large_files.yml
+    assert [n for n in names if n.endswith(".pt")] == [f"nnmamba_monai/bundles/{RELEASED_BUNDLE}/models/model.pt"]
     _run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], tmp_path, dict(os.environ))
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -78,3 +81,16 @@ def test_wheel_ships_the_bundles_and_runs_demo_and_predict_from_any_folder(tmp_p
     written = nib.load(str(work / "predictions" / "colin27_seg.nii.gz"))
     assert written.shape[:3] == tuple(shape)
     np.testing.assert_allclose(written.affine, affine, atol=1e-3)
+
+    # the shipped brain-extraction weights, by bundle name, right after install: the demo's real 2 mm Colin27 T1
+    shutil.copyfile(REPO_ROOT / "nnmamba_monai" / "demo" / "data" / "colin27_t1.nii.gz", work / "colin27_t1.nii.gz")
+    command = [sys.executable, "-m", "nnmamba_monai.predict", "--bundle", RELEASED_BUNDLE, "colin27_t1.nii.gz"]
+    output = _run([*command, "--output", "brain"], work, env)
+    assert "[1/1] colin27_t1.nii.gz:" in output
+    (mask_file,) = (work / "brain").glob("colin27_t1*.nii.gz")
+    mask = nib.load(str(mask_file))
+    reference = nib.load(str(REPO_ROOT / "nnmamba_monai" / "demo" / "data" / "colin27_brainmask.nii.gz"))
+    np.testing.assert_allclose(mask.affine, reference.affine, atol=1e-3)
+    predicted, truth = np.asarray(mask.dataobj) > 0, np.asarray(reference.dataobj) > 0
+    dice = 2 * (predicted & truth).sum() / (predicted.sum() + truth.sum())
+    assert dice > 0.75, dice  # the shipped weights' held-out Dice is reported in the bundle's docs

@@ -1,8 +1,10 @@
 """``python -m nnmamba_monai.demo``: brain extraction of T1 MRI with one of our MONAI bundles, on the CPU.
 
 Trains a small network with the bundle's ``train.json`` on ONE volume (the ICBM 2009c template, random
-crops and augmentation), predicts the held-out Colin27 subject with the bundle's ``inference.json``,
-measures Dice / HD95 / NSD against its reference brain mask and draws two figures. Each bundle config is
+crops and augmentation), predicts the held-out Colin27 subject and a
+second, out-of-distribution case (Colin27 with its contrast inverted inside the head, a synthetic T2/PD-like
+image made at run time) with the bundle's ``inference.json``, measures Dice / HD95 / NSD of both against
+Colin27's reference brain mask and draws two figures. Each bundle config is
 run unchanged, merged with the demo's overrides (``nnmamba_monai/demo/configs``): 2 classes, 2 mm
 spacing, 64^3 patches, a small network, the datalist and every output folder under ``--output``.
 A demo on two volumes, not a benchmark.
@@ -38,6 +40,7 @@ DEMO_LABELS = {"0": "background", "1": "brain"}
 DEFAULT_BUNDLE = "amos_mr_nnmamba_segmentation"  # MR intensity normalisation (percentiles), no CT windowing
 TRAIN_CASE = "icbm2009c"
 TEST_CASE = "colin27"
+OOD_CASE = "colin27_inverted"  # synthetic: made from the Colin27 T1 at run time (write_ood_case)
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -55,8 +58,26 @@ def find_bundle(bundle: str | Path | None = None) -> Path:
         raise FileNotFoundError(f"{error}; pass --bundle PATH") from None
 
 
-def write_datalist(path: Path, data_dir: Path = DATA_DIR) -> Path:
-    """Decathlon-style datalist: training = ICBM 2009c, validation and testing = Colin27 (absolute paths)."""
+def write_ood_case(path: Path, data_dir: Path = DATA_DIR) -> Path:
+    """The out-of-distribution test image: Colin27's T1 with its contrast inverted inside the head.
+
+    A synthetic non-T1 contrast (CSF bright, white matter dark, air dark) on Colin27's grid, so Colin27's brain
+    mask is its reference. Written to ``path`` (float32 NIfTI).
+    """
+    from nnmamba_monai.transforms import inverted_head_contrast
+
+    image = nib.load(str(data_dir / f"{TEST_CASE}_t1.nii.gz"))
+    inverted = inverted_head_contrast(np.asarray(image.dataobj, dtype=np.float32))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(inverted, image.affine), str(path))
+    return path
+
+
+def write_datalist(path: Path, data_dir: Path = DATA_DIR, ood_image: Path | None = None) -> Path:
+    """Decathlon-style datalist: training = ICBM 2009c, validation and testing = Colin27 (absolute paths).
+
+    ``ood_image``, when given, is a second testing entry (the out-of-distribution case).
+    """
 
     def case(name: str, with_label: bool = True) -> dict[str, str]:
         entry = {"image": str(data_dir / f"{name}_t1.nii.gz")}
@@ -71,6 +92,8 @@ def write_datalist(path: Path, data_dir: Path = DATA_DIR) -> Path:
         "validation": [case(TEST_CASE)],
         "testing": [case(TEST_CASE, with_label=False)],
     }
+    if ood_image is not None:
+        datalist["testing"].append({"image": str(ood_image)})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(datalist, indent=1))
     return path
@@ -199,7 +222,8 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
     except FileNotFoundError as error:
         raise SystemExit(f"python -m nnmamba_monai.demo: error: {error}") from None
     output = args.output.resolve()
-    datalist = write_datalist(output / "datalist.json")
+    ood_image = write_ood_case(output / "ood" / f"{OOD_CASE}_t1.nii.gz")
+    datalist = write_datalist(output / "datalist.json", ood_image=ood_image)
     common = _common_overrides(args, output, datalist)
     val_interval = _validation_interval(args.epochs, args.val_interval)
 
@@ -232,10 +256,15 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
     if not prediction.is_file():
         raise FileNotFoundError(f"the inference workflow did not write {prediction}")
 
+    ood_prediction = prediction.parent / f"{OOD_CASE}_t1_seg.nii.gz"
+    if not ood_prediction.is_file():
+        raise FileNotFoundError(f"the inference workflow did not write {ood_prediction}")
+
     reference = DATA_DIR / f"{TEST_CASE}_brainmask.nii.gz"
     metrics = {"case": TEST_CASE, **evaluate_files(prediction, reference, nsd_tolerance_mm=2.0)}
+    ood_metrics = {"case": OOD_CASE, **evaluate_files(ood_prediction, reference, nsd_tolerance_mm=2.0)}
     metrics_csv, metrics_json = output / "metrics.csv", output / "metrics.json"
-    write_metrics([metrics], metrics_csv, metrics_json)
+    write_metrics([metrics, ood_metrics], metrics_csv, metrics_json)
 
     image_nii = nib.load(str(DATA_DIR / f"{TEST_CASE}_t1.nii.gz"))
     spacing = image_nii.header.get_zooms()[:3]
@@ -267,11 +296,13 @@ def _demo(args: argparse.Namespace) -> dict[str, Any]:
         "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "metrics": metrics,
+        "ood_metrics": ood_metrics,
         "files": {
             "checkpoint": str(checkpoint),
             "network_settings": str(network_settings),
             "history": str(history_path),
             "prediction": str(prediction),
+            "ood_prediction": str(ood_prediction),
             "metrics_csv": str(metrics_csv),
             "metrics_json": str(metrics_json),
             "overlay_png": str(overlay),
@@ -296,6 +327,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"held-out {metrics['case']}: Dice {metrics['dice']:.3f}, HD95 {metrics['hd95_mm']:.1f} mm, "
         f"NSD@{metrics['nsd_tolerance_mm']:g}mm {metrics['nsd']:.3f}",
     ]
+    ood = summary["ood_metrics"]
+    lines.append(
+        f"out of distribution, {ood['case']} (synthetic inverted contrast): Dice {ood['dice']:.3f}, "
+        f"HD95 {ood['hd95_mm']:.1f} mm, NSD@{ood['nsd_tolerance_mm']:g}mm {ood['nsd']:.3f}"
+    )
     width = max(len(name) for name in summary["files"])
     lines += [f"  {name:<{width}}  {path}" for name, path in summary["files"].items()]
     print("\n".join(lines), flush=True)

@@ -1,4 +1,5 @@
-"""MONAI transforms for the bundles: BraTS labels <-> evaluation regions; one reader for every scan format."""
+"""MONAI transforms for the bundles: BraTS labels <-> evaluation regions; one reader for every scan format;
+contrast inversion and mask clean-up (brain extraction)."""
 
 from nnmamba_monai.transforms.brats import (
     BRATS_REGIONS,
@@ -8,6 +9,8 @@ from nnmamba_monai.transforms.brats import (
     BratsRegionsToLabelsd,
     brats_case_name,
 )
+from nnmamba_monai.transforms.contrast import RandContrastInversiond, invert_foreground, inverted_head_contrast
+from nnmamba_monai.transforms.mask import LargestComponentd, largest_component_filled
 from nnmamba_monai.transforms.scan_reader import SCAN_FORMATS, ScanReader, UnsupportedScanError, scan_format
 
 __all__ = [
@@ -16,9 +19,14 @@ __all__ = [
     "BratsLabelsToRegionsd",
     "BratsRegionsToLabels",
     "BratsRegionsToLabelsd",
+    "LargestComponentd",
+    "RandContrastInversiond",
     "brats_case_name",
     "SCAN_FORMATS",
     "ScanReader",
     "UnsupportedScanError",
     "scan_format",
+    "invert_foreground",
+    "inverted_head_contrast",
+    "largest_component_filled",
 ]

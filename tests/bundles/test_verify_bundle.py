@@ -111,3 +111,36 @@ def test_cli_exit_codes(tmp_path):
     )
     assert released.returncode == 0, released.stderr
     assert released.stdout.strip().splitlines()[-1].endswith("passes the model zoo's minimal checks")
+
+
+RELEASED = [name for name in ALL_BUNDLES if name not in UNRELEASED]
+
+
+def test_only_the_brain_extraction_bundle_ships_weights():
+    assert RELEASED == ["brain_nnmamba_extraction"]
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_bundle_that_ships_weights_passes_every_check(name, tmp_path):
+    passed: list[str] = []
+    verify_bundle(BUNDLES_DIR / name, META_SCHEMA, report=passed.append)
+    assert passed[0] == "large files: 1 large file(s) present with matching hashes"
+    assert len(passed) == 5
+    # the zoo's first step is MONAI's own download_large_files: with the file present it checks the hash only
+    from monai.bundle import download_large_files
+
+    bundle = _copy(name, tmp_path)
+    download_large_files(bundle_path=str(bundle))
+    (bundle / "models" / "model.pt").write_bytes(b"tampered")
+    with pytest.raises(RuntimeError, match="hash"):
+        download_large_files(bundle_path=str(bundle))
+
+
+def test_entry_without_url_key_is_refused(tmp_path):
+    bundle = _copy("brats_nnmamba_segmentation", tmp_path)
+    _release(bundle)
+    listing = yaml.safe_load((bundle / "large_files.yml").read_text())
+    del listing["large_files"][0]["url"]
+    (bundle / "large_files.yml").write_text(yaml.safe_dump(listing))
+    with pytest.raises(BundleVerificationError, match=r"no 'url' key"):
+        verify_bundle(bundle, META_SCHEMA)
