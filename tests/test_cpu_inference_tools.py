@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 
 import pytest
 from monai.bundle import ConfigParser
@@ -12,9 +12,16 @@ from monai.inferers.utils import _get_scan_interval
 from nnmamba_monai.networks import FusedInference
 from tests.conftest import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-import infer_cpu  # noqa: E402
-import ssm_cpu  # noqa: E402
+
+def _load(script: str):
+    spec = importlib.util.spec_from_file_location(script[:-3], REPO_ROOT / "benchmarks" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+infer_cpu = _load("infer_cpu.py")
+ssm_cpu = _load("ssm_cpu.py")
 
 SEGMENTATION = ["brats_nnmamba_segmentation", "amos_ct_nnmamba_segmentation", "amos_mr_nnmamba_segmentation"]
 OTHERS = ["fetal_nnmamba_landmark", "adni_nnmamba_classification"]
