@@ -12,6 +12,11 @@ Methods:
   loop_ref   one Python step per token after materialising exp(delta*A) and delta*B*u for all tokens
              (the layout of mamba_ssm's selective_scan_ref, the usual "obviously correct" reference)
   loop_lean  one Python step per token computing each step's decay on the fly (less memory, same order)
+
+Memory-traffic floor: the least time any forward scan can take here is the time to read its inputs u, delta,
+z (B, d_inner, L), B, C (B, N, L) once and write y (B, d_inner, L) once (the state, (B, d_inner, N), is
+negligible), at this machine's copy bandwidth: (bytes read + bytes written) of a 256 MiB ``clone``, best of 5,
+measured in its own subprocess. ``x floor`` = measured forward time / that floor.
 """
 
 from __future__ import annotations
@@ -80,6 +85,24 @@ def _torch_scan(u, delta, A, B, C, D, z, delta_bias):
 FUNCS = {"torch": _torch_scan, "loop_ref": _loop_ref, "loop_lean": _loop_lean}
 
 
+def scan_bytes(batch: int, d_inner: int, length: int, d_state: int, itemsize: int = 4) -> int:
+    """Bytes a forward scan must move at least: u, delta, z, B, C read once, y written once."""
+    return itemsize * (4 * batch * d_inner * length + 2 * batch * d_state * length)
+
+
+def copy_bandwidth(repeats: int = 5, mib: int = 256) -> float:
+    """Bytes per second moved by ``clone`` of a ``mib`` MiB float32 tensor (read + write), best of ``repeats``."""
+    source = torch.ones(mib * (1 << 20) // 4)
+    source.clone()  # first touch of the allocator's pages is not timed
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        copy = source.clone()
+        best = min(best, time.perf_counter() - start)
+        del copy
+    return 2 * source.numel() * 4 / best
+
+
 def _mem_status() -> dict[str, int]:
     fields = {}
     with open("/proc/self/status") as status:
@@ -134,6 +157,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         shape_index, method, backward, repeats = args.worker
+        if method == "bandwidth":
+            print(json.dumps({"bytes_per_s": copy_bandwidth()}))
+            return
         print(json.dumps(worker(int(shape_index), method, bool(int(backward)), int(repeats))))
         return
     repeats = 1 if args.quick else args.repeats
@@ -149,19 +175,23 @@ def main() -> None:
                 row["fwd_bwd"] = _run_worker(index, method, True, repeats)
             rows.append(row)
             print(f"measured {shape} {method}", file=sys.stderr)
+    bandwidth = _run_worker(0, "bandwidth", False, 1)["bytes_per_s"]
     for row in rows:
         ref = next((r for r in rows if r["shape"] == row["shape"] and r["method"] == "torch"), None)
         row["torch_speedup"] = row["fwd"]["seconds"] / ref["fwd"]["seconds"] if ref else None
+        row["floor_s"] = scan_bytes(*row["shape"].values()) / bandwidth
+        row["x_floor"] = row["fwd"]["seconds"] / row["floor_s"]
     cpu = platform.processor() or platform.machine()
     print(f"\nselective scan, CPU fp32 ({cpu}, {torch.get_num_threads()} threads)")
+    print(f"copy bandwidth (clone of 256 MiB, read + write): {bandwidth / 1e9:.1f} GB/s")
     header = f"{'(B, d_inner, L, N)':<22}{'method':<11}{'fwd s':>9}{'fwd peak MiB':>14}{'torch is x faster':>19}"
-    print(header + f"{'fwd+bwd s':>11}{'fwd+bwd peak MiB':>18}")
+    print(header + f"{'floor ms':>10}{'x floor':>9}{'fwd+bwd s':>11}{'fwd+bwd peak MiB':>18}")
     for row in rows:
         shape = tuple(row["shape"].values())
         bwd = row.get("fwd_bwd")
         print(
             f"{str(shape):<22}{row['method']:<11}{row['fwd']['seconds']:>9.3f}{row['fwd']['peak_mib']:>14.0f}"
-            f"{row['torch_speedup']:>19.1f}"
+            f"{row['torch_speedup']:>19.1f}{row['floor_s'] * 1e3:>10.1f}{row['x_floor']:>9.1f}"
             + (f"{bwd['seconds']:>11.3f}{bwd['peak_mib']:>18.0f}" if bwd else f"{'-':>11}{'-':>18}")
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -171,6 +201,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "command": "python benchmarks/ssm_cpu.py" + (" --quick" if args.quick else ""),
+        "copy_bandwidth_bytes_per_s": bandwidth,
     }
     args.output.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"\nwrote {args.output}")
