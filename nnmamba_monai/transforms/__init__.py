@@ -1,4 +1,4 @@
-"""MONAI transforms for the bundles: BraTS labels <-> evaluation regions."""
+"""MONAI transforms for the bundles: BraTS labels <-> evaluation regions, contrast inversion."""
 
 from nnmamba_monai.transforms.brats import (
     BRATS_REGIONS,
@@ -8,6 +8,7 @@ from nnmamba_monai.transforms.brats import (
     BratsRegionsToLabelsd,
     brats_case_name,
 )
+from nnmamba_monai.transforms.intensity import IntensityInversion, RandIntensityInversion, RandIntensityInversiond
 
 __all__ = [
     "BRATS_REGIONS",
@@ -15,5 +16,8 @@ __all__ = [
     "BratsLabelsToRegionsd",
     "BratsRegionsToLabels",
     "BratsRegionsToLabelsd",
+    "IntensityInversion",
+    "RandIntensityInversion",
+    "RandIntensityInversiond",
     "brats_case_name",
 ]
