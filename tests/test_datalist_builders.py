@@ -15,7 +15,8 @@ from nnmamba_monai.datalist.__main__ import main
 from nnmamba_monai.datalist.adni import build_adni_datalist, parse_label
 from nnmamba_monai.datalist.common import DatalistError, write_datalist
 from nnmamba_monai.datalist.fetal import build_fetal_datalist
-from nnmamba_monai.datalist.folds import grouped_stratified_folds
+from nnmamba_monai.datalist.folds import grouped_stratified_folds, load_fold
+from nnmamba_monai.datalist.schema import DatalistSchemaError
 from nnmamba_monai.landmarks import FETAL_CEREBELLUM_LANDMARKS
 from tests.bundles.synthetic import OBLIQUE_AFFINE, make_adni_dataset, make_fetal_dataset
 
@@ -149,6 +150,70 @@ def test_fetal_bounds_check_catches_lps_written_as_ras(tmp_path):
     with pytest.raises(DatalistError, match=r"lie outside fetus_000.nii.gz \(check the coordinate system"):
         build_fetal_datalist(root, num_folds=2)
     assert len(build_fetal_datalist(root, num_folds=2, check_bounds=False)["training"]) == 2
+
+
+def test_fetal_landmark_names_test_split_and_one_fold_from_the_command_line(tmp_path, capsys):
+    root = tmp_path / "fetal"
+    truth = make_fetal_dataset(root, num_cases=5)
+    # one case annotated in Slicer's fiducial CSV (LPS, numeric header) instead of JSON
+    (root / "landmarks" / "fetus_004.json").unlink()
+    rows = [
+        f"p{i},{-x},{-y},{z},0,0,0,1,1,1,0,{name},,"
+        for i, (name, (x, y, z)) in enumerate(zip(FETAL_CEREBELLUM_LANDMARKS, truth["fetus_004"]))
+    ]
+    header = ["# CoordinateSystem = 1", "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID"]
+    (root / "landmarks" / "fetus_004.fcsv").write_text("\n".join(header + rows) + "\n")
+    output = tmp_path / "datalist.json"
+    names = ["ADV1", "TCD1", "HDV2"]
+    args = ["fetal", "--dataset_dir", str(root), "--output", str(output), "--landmark_names", *names]
+    split = ["--num_folds", "1", "--validation_cases", "fetus_001", "--test_cases", "fetus_004", "fetus_000"]
+    assert main(args + split) == 0
+    assert "training: 2 cases (fold 0: 2), validation: 1 cases, testing: 2 cases" in capsys.readouterr().out
+    datalist = json.loads(output.read_text())
+    assert datalist["landmark_names"] == names and datalist["num_folds"] == 1
+    order = [FETAL_CEREBELLUM_LANDMARKS.index(n) for n in names]
+    for section in ("training", "validation", "testing"):
+        for entry in datalist[section]:
+            np.testing.assert_allclose(entry["landmarks"], truth[entry["case_id"]][order], atol=1e-4)
+    # the bundles' run-time reading: every training entry trains, the explicit list validates, testing as written
+    read = {key: load_fold(output, key, root, 0, False) for key in ("training", "validation", "testing")}
+    assert [[e["case_id"] for e in read[k]] for k in read] == [["fetus_002", "fetus_003"], ["fetus_001"],
+                                                               ["fetus_000", "fetus_004"]]  # fmt: skip
+    assert "fold" not in read["testing"][0] and read["testing"][0]["image"] == str(root / "images/fetus_000.nii.gz")
+
+
+def test_fetal_test_split_with_cross_validation_folds(tmp_path):
+    make_fetal_dataset(tmp_path / "fetal", num_cases=5)
+    datalist = build_fetal_datalist(tmp_path / "fetal", num_folds=2, test_cases=["fetus_002"])
+    assert [e["case_id"] for e in datalist["testing"]] == ["fetus_002"] and "validation" not in datalist
+    assert sorted(e["fold"] for e in datalist["training"]) == [0, 0, 1, 1]  # plain K-fold by case, no classes
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"num_folds": 1}, "--num_folds 1 .* needs --validation_cases"),
+        ({"num_folds": 0}, "--num_folds must be at least 1"),
+        ({"num_folds": 2, "validation_cases": ["fetus_000"]}, "--validation_cases needs --num_folds 1"),
+        ({"num_folds": 2, "test_cases": ["fetus_9"]}, r"unknown case\(s\) \['fetus_9'\]"),
+        ({"num_folds": 1, "test_cases": ["fetus_000"], "validation_cases": ["fetus_000"]}, "both in --test_cases"),
+        ({"num_folds": 3, "test_cases": ["fetus_000"]}, "2 training case.* cannot fill 3 fold"),
+    ],
+)
+def test_fetal_split_errors_name_the_option(tmp_path, options, message):
+    make_fetal_dataset(tmp_path / "fetal", num_cases=3)
+    with pytest.raises(DatalistError, match=message):
+        build_fetal_datalist(tmp_path / "fetal", **options)
+
+
+def test_one_fold_datalist_without_a_validation_list_is_refused_at_run_time(tmp_path):
+    make_fetal_dataset(tmp_path / "fetal", num_cases=3)
+    datalist = build_fetal_datalist(tmp_path / "fetal", num_folds=1, validation_cases=["fetus_000"])
+    del datalist["validation"]
+    path = write_datalist(datalist, tmp_path / "d.json")
+    assert len(load_fold(path, "training", tmp_path / "fetal", 0, False)) == 2
+    with pytest.raises(DatalistSchemaError, match="d.json: one fold .* needs a 'validation' list"):
+        load_fold(path, "validation", tmp_path / "fetal", 0, False)
 
 
 # ---------------------------------------------------------------- command line

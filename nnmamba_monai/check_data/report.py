@@ -75,6 +75,7 @@ def require_clean_data(
     allow_warnings: bool = False,
     headers_only: bool = False,
     max_voxels: int = DEFAULT_MAX_VOXELS,
+    num_landmarks: int | None = None,
 ) -> list[Finding]:
     """Check every entry against the bundle's metadata; raise :class:`DataCheckError` with the table on an error
     (or on a warning unless ``allow_warnings``). Returns the (allowed) findings. Bundles call this from their
@@ -83,10 +84,13 @@ def require_clean_data(
     First the entries' structure: each must hold the keys the bundle reads (image and label, or image and
     landmarks) with values of the right type, else :class:`~nnmamba_monai.datalist.schema.DatalistSchemaError`
     names the entry and key. A file whose header claims more than ``max_voxels`` voxels is an error found from
-    the header alone (raise the limit in a bundle run with ``--data_check#max_voxels N``).
+    the header alone (raise the limit in a bundle run with ``--data_check#max_voxels N``). ``num_landmarks``
+    (landmark bundles whose config names the landmarks) replaces the metadata's heatmap channel count.
     """
     install_excepthook()
     spec = dataclasses.replace(DataSpec.from_metadata(metadata, label_values), max_voxels=int(max_voxels))
+    if num_landmarks is not None and spec.num_landmarks is not None:
+        spec = dataclasses.replace(spec, num_landmarks=int(num_landmarks))
     where = f"datalist of dataset_dir {root}" if root is not None else "datalist"
     validate_entries(entries, spec.required_keys, where, label_kind=spec.label_kind)
     findings = check_entries(entries, spec, headers_only, Path(root) if root is not None else None)

@@ -85,8 +85,8 @@ def summarise(datalist: Mapping[str, Any]) -> str:
     """One line such as ``training: 1251 cases (fold 0: 251, fold 1: 250, ...), testing: 219 cases``."""
     parts = []
     for key, entries in datalist.items():
-        if not isinstance(entries, list):
-            continue
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            continue  # a header list such as landmark_names
         folds = sorted({e["fold"] for e in entries if isinstance(e, dict) and "fold" in e})
         per_fold = ", ".join(f"fold {f}: {sum(e.get('fold') == f for e in entries)}" for f in folds)
         parts.append(f"{key}: {len(entries)} cases" + (f" ({per_fold})" if per_fold else ""))

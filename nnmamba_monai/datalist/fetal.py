@@ -12,10 +12,14 @@ Landmark files: ``{"coordinate_system": "RAS", "landmarks": {"TCD1": [x, y, z], 
 (``nibabel.load(path).affine``: the sform if its code is > 0, else the qform); the bundle reads the images with MONAI's
 NibabelReader, i.e. through the same affine. LPS points are converted to RAS.
 
-The datalist (key "training") holds per case the image path relative to ``--dataset_dir``, the landmarks as a
-(6, 3) list in RAS mm in the bundle's channel order, the case id and a cross-validation fold. Every landmark must lie
-inside its image volume (a point outside almost always means RAS/LPS or a wrong file); ``--no_check_bounds`` skips
-that check.
+The datalist (key "training") holds per case the image path relative to ``--dataset_dir``, the landmarks as an
+(N, 3) list in RAS mm in the bundle's channel order (``--landmark_names``, default the fetal six), the case id under
+the key ``case_id`` and a cross-validation fold (plain K-fold by case: there are no classes to balance). Cases named
+in ``--test_cases`` go to a ``"testing"`` list instead (with their landmarks, no fold), which the bundle's
+``evaluate.json`` scores with ``--evaluate_split test``. ``--num_folds 1`` turns cross-validation off: every training
+entry is fold 0 and the cases named in ``--validation_cases`` form an explicit ``"validation"`` list. Every landmark
+must lie inside its image volume (a point outside almost always means RAS/LPS or a wrong file);
+``--no_check_bounds`` skips that check. Landmark files may also be Slicer fiducial CSVs (``<case>.fcsv``).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ __all__ = [
 SUMMARY = "fetal cerebellum landmarks (TCD, HDV, ADV pairs) from images/ and landmarks/ folders"
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii")
-LANDMARK_SUFFIXES = (".mrk.json", ".json")
+LANDMARK_SUFFIXES = (".mrk.json", ".json", ".fcsv")
 MAX_LISTED = 10  # problems named in one error message; the rest are counted
 
 
@@ -93,6 +97,8 @@ def build_fetal_datalist(
     num_folds: int = 5,
     seed: int = 0,
     check_bounds: bool = True,
+    test_cases: Sequence[str] = (),
+    validation_cases: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Pair images with landmark files, read and check the landmarks, assign folds; returns the datalist.
 
@@ -100,8 +106,11 @@ def build_fetal_datalist(
         dataset_dir: the dataset folder (layout in the module docstring).
         images_dir, landmarks_dir: sub-folders of ``dataset_dir``.
         landmark_names: landmarks required in every file, in heatmap-channel order.
-        num_folds, seed: cross-validation folds (one case per fetus is assumed: each case is its own group).
+        num_folds, seed: cross-validation folds (one case per fetus is assumed: each case is its own group); 1: no
+            cross-validation, ``validation_cases`` then form the validation list.
         check_bounds: fail when a landmark lies outside its image volume.
+        test_cases: case ids held out in a ``"testing"`` list (with landmarks), never in a fold.
+        validation_cases: case ids of the ``"validation"`` list; required with, and only allowed with, one fold.
 
     Returns:
         The datalist (``python -m nnmamba_monai.datalist`` writes it to ``--output``).
@@ -158,7 +167,34 @@ def build_fetal_datalist(
         "coordinate_system": "RAS",
         "units": "mm",
     }
-    return fold_datalist(header, entries, num_folds=num_folds, seed=seed, group_key="case_id")
+    held_out = _split_off(entries, test_cases, validation_cases, num_folds)
+    datalist = fold_datalist(header, entries, num_folds=num_folds, seed=seed, group_key="case_id")
+    return {**datalist, **held_out}
+
+
+def _split_off(
+    entries: list[dict[str, Any]], test_cases: Sequence[str], validation_cases: Sequence[str], num_folds: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Remove the named test and validation cases from ``entries`` (in place); returns the non-empty lists."""
+    if num_folds < 1:
+        raise DatalistError(f"--num_folds must be at least 1; got {num_folds}")
+    if num_folds == 1 and not validation_cases:
+        raise DatalistError("--num_folds 1 (no cross-validation) needs --validation_cases to validate on")
+    if num_folds > 1 and validation_cases:
+        raise DatalistError(f"--validation_cases needs --num_folds 1; with {num_folds} folds the fold validates")
+    overlap = sorted(set(test_cases) & set(validation_cases))
+    if overlap:
+        raise DatalistError(f"case(s) {overlap} are both in --test_cases and --validation_cases")
+    known = {entry["case_id"] for entry in entries}
+    unknown = sorted(set(test_cases) - known) + sorted(set(validation_cases) - known)
+    if unknown:
+        raise DatalistError(f"--test_cases/--validation_cases name unknown case(s) {unknown}; cases: {sorted(known)}")
+    sections = {"validation": set(validation_cases), "testing": set(test_cases)}
+    held_out = {key: [e for e in entries if e["case_id"] in cases] for key, cases in sections.items()}
+    entries[:] = [e for e in entries if e["case_id"] not in sections["validation"] | sections["testing"]]
+    if len(entries) < max(num_folds, 1):
+        raise DatalistError(f"{len(entries)} training case(s) left cannot fill {num_folds} fold(s)")
+    return {key: cases for key, cases in held_out.items() if cases}
 
 
 def build_from_arguments(args: argparse.Namespace) -> dict[str, Any]:
@@ -171,7 +207,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset_dir", required=True, type=Path, help="folder holding images/ and landmarks/")
     parser.add_argument("--images_dir", default="images", help="image sub-folder (default 'images')")
     parser.add_argument("--landmarks_dir", default="landmarks", help="landmark sub-folder (default 'landmarks')")
+    parser.add_argument(
+        "--landmark_names",
+        nargs="+",
+        default=list(FETAL_CEREBELLUM_LANDMARKS),
+        help="landmarks every file must hold, in heatmap-channel order (default the fetal six: "
+        f"{' '.join(FETAL_CEREBELLUM_LANDMARKS)}); quote names with spaces",
+    )
     add_fold_arguments(parser)
+    parser.add_argument("--test_cases", nargs="+", default=[], help="case ids held out in a 'testing' list")
+    parser.add_argument(
+        "--validation_cases", nargs="+", default=[], help="with --num_folds 1: case ids of the 'validation' list"
+    )
     parser.add_argument(
         "--no_check_bounds", dest="check_bounds", action="store_false", help="allow landmarks outside the image"
     )

@@ -83,8 +83,13 @@ def fold_datalist(
     One datalist serves every fold: all entries go under ``"training"`` and the bundle's ``val_fold`` picks the
     validation fold. The folds keep the entries sharing ``entry[group_key]`` together and balance
     ``entry[stratum_key]`` (no stratification when None). The datalist is ``header``, then ``num_folds`` and
-    ``seed``, then ``details``, then ``"training"``.
+    ``seed``, then ``details``, then ``"training"``. ``num_folds=1`` (no cross-validation) puts every entry in fold
+    0; such a datalist needs its own ``"validation"`` list (see :func:`load_fold`).
     """
+    if num_folds == 1:
+        for entry in entries:
+            entry["fold"] = 0
+        return {**header, "num_folds": 1, "seed": seed, **(details or {}), "training": entries}
     groups = [entry[group_key] for entry in entries]
     strata = [entry[stratum_key] for entry in entries] if stratum_key is not None else [0] * len(entries)
     for entry, fold in zip(entries, grouped_stratified_folds(groups, strata, num_folds, seed)):
@@ -102,9 +107,11 @@ def load_fold(
     """The bundles' one fold convention at run time (``monai.apps.datafold_read``-style, for any label type).
 
     ``"training"`` gives the labelled entries whose ``"fold"`` is not ``val_fold``, ``"validation"`` those whose fold
-    is; any other key (``"testing"``) its list as written. Paths are resolved against ``base_dir`` by MONAI's
-    ``load_decathlon_datalist`` (``is_segmentation=False`` when ``"label"`` is a class, not a file). A datalist whose
-    training entries carry no fold (written by hand, with its own ``"validation"`` list) is read as written.
+    is; any other key (``"testing"``, also asked for as ``"test"``) its list as written. A datalist with
+    ``"num_folds": 1`` (no cross-validation) trains on every ``"training"`` entry and validates on its own
+    ``"validation"`` list. Paths are resolved against ``base_dir`` by MONAI's ``load_decathlon_datalist``
+    (``is_segmentation=False`` when ``"label"`` is a class, not a file). A datalist whose training entries carry no
+    fold (written by hand, with its own ``"validation"`` list) is read as written.
     """
     from monai.data import load_decathlon_datalist
 
@@ -117,12 +124,22 @@ def load_fold(
             f"datalist not found: {datalist_file} (write it with python -m nnmamba_monai.datalist)"
         )
     content = read_datalist_json(datalist_file)
+    if key == "test" and isinstance(content, dict) and "test" not in content:
+        key = "testing"  # the builders' name for the held-out test list
     folded = isinstance(content, dict) and any("fold" in e for e in content.get("training", []) if isinstance(e, dict))
     # the sections read here are lists of entries with an image (one line naming the entry otherwise); the keys a
     # bundle needs beyond that are checked by its data check
     section = "training" if folded and key in ("training", "validation") else key
     validate_datalist(content, ("image",), str(datalist_file), sections=(section,))
     folded = folded and key in ("training", "validation")
+    if folded and content.get("num_folds") == 1:
+        if key == "validation" and not isinstance(content.get("validation"), list):
+            raise DatalistSchemaError(
+                f"{datalist_file}: one fold (num_folds 1) needs a 'validation' list (the builder's --validation_cases)"
+            )
+        if key == "validation":
+            validate_datalist(content, ("image",), str(datalist_file), sections=("validation",))
+        return load_decathlon_datalist(datalist_file, is_segmentation, key, base_dir)
     if not folded:
         return load_decathlon_datalist(datalist_file, is_segmentation, key, base_dir)
     entries = load_decathlon_datalist(datalist_file, is_segmentation, "training", base_dir)

@@ -1,5 +1,5 @@
 """MONAI transforms for the bundles: BraTS labels <-> evaluation regions; one reader for every scan format;
-contrast inversion and mask clean-up (brain extraction)."""
+contrast inversion; mask clean-up (brain extraction)."""
 
 from nnmamba_monai.transforms.brats import (
     BRATS_REGIONS,
@@ -10,6 +10,7 @@ from nnmamba_monai.transforms.brats import (
     brats_case_name,
 )
 from nnmamba_monai.transforms.contrast import RandContrastInversiond, invert_foreground, inverted_head_contrast
+from nnmamba_monai.transforms.intensity import IntensityInversion, RandIntensityInversion, RandIntensityInversiond
 from nnmamba_monai.transforms.mask import LargestComponentd, largest_component_filled
 from nnmamba_monai.transforms.scan_reader import SCAN_FORMATS, ScanReader, UnsupportedScanError, scan_format
 
@@ -21,6 +22,9 @@ __all__ = [
     "BratsRegionsToLabelsd",
     "LargestComponentd",
     "RandContrastInversiond",
+    "IntensityInversion",
+    "RandIntensityInversion",
+    "RandIntensityInversiond",
     "brats_case_name",
     "SCAN_FORMATS",
     "ScanReader",

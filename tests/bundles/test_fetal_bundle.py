@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -63,7 +64,7 @@ def trained(tmp_path_factory):
     datalist_file = bundle / "configs" / "datalist.json"
     args = ["fetal", "--dataset_dir", str(dataset_dir), "--output", str(datalist_file), "--num_folds", "3"]
     assert datalist_main(args) == 0
-    overrides = {**TINY, "val_interval": 1, "train#trainer#max_epochs": 1}
+    overrides = {**TINY, "val_interval": 1, "train#trainer#max_epochs": 2}
     # as the README writes it: from inside the bundle folder, relative config paths, bundle_root "."
     result = run_bundle(bundle, ["configs/train.json"], from_bundle_dir=True, dataset_dir=dataset_dir, **overrides)
     datalist = json.loads(datalist_file.read_text())
@@ -132,12 +133,73 @@ def test_heatmap_targets_decode_to_the_world_landmarks_within_one_voxel(trained,
         assert errors.max() < math.sqrt(3) / 2 + 0.05, (entry["case_id"], errors)
 
 
-def test_training_runs_two_iterations_and_saves_a_loadable_checkpoint(trained):
-    assert "Epoch: 1/1, Iter: 2/2" in trained.log and "val_mre" in trained.log
+def test_training_runs_two_epochs_and_saves_a_loadable_checkpoint(trained):
+    assert "Epoch: 2/2, Iter: 2/2" in trained.log and "val_mre" in trained.log
     state = torch.load(trained.bundle / "models" / "model.pt", map_location="cpu", weights_only=True)
     nnMambaSeg(in_channels=1, out_channels=6, channels=8, out_relu=False).load_state_dict(state, strict=True)
     events = list((trained.bundle / "eval").glob("events.out.tfevents.*"))
     assert events and max(e.stat().st_size for e in events) > 100
+
+
+def test_learning_rate_follows_the_poly_schedule_and_is_checkpointed(trained):
+    """Poly decay (nnU-Net's default): lr_e = 2e-3 * (1 - e / max_epochs) ** 0.9 after epoch e, logged every epoch;
+    the scheduler's state is part of the resumable checkpoint."""
+    train = ConfigParser.load_config_file(SOURCE / "configs" / "train.json")
+    assert train["lr_scheduler"]["_target_"] == "torch.optim.lr_scheduler.PolynomialLR"
+    assert train["lr_scheduler"]["total_iters"] == "@train#trainer#max_epochs"
+    rates = [float(r) for r in re.findall(r"Current learning rate: ([0-9.eE+-]+)", trained.log)]
+    assert rates == pytest.approx([0.002 * 0.5**0.9, 0.0])  # max_epochs 2: halfway, then zero after the last epoch
+    assert rates[0] < 0.002 and rates[1] < rates[0]
+    state = torch.load(trained.bundle / "models" / "last.pt", map_location="cpu", weights_only=True)
+    assert state["lr_scheduler"]["last_epoch"] == 2
+
+
+def test_training_augments_contrast_including_a_t2_like_inversion():
+    train = ConfigParser.load_config_file(SOURCE / "configs" / "train.json")
+    targets = [t["_target_"] for t in train["train"]["random_transforms"]]
+    assert targets[0] == "RandAffined"
+    for name in ("nnmamba_monai.transforms.RandIntensityInversiond", "RandAdjustContrastd", "RandHistogramShiftd",
+                 "RandBiasFieldd"):  # fmt: skip
+        assert name in targets, name
+    assert all(t["keys"] == "image" for t in train["train"]["random_transforms"])  # landmarks move via the affine
+
+
+def test_three_landmarks_from_the_config_trained_and_scored_on_a_test_split(trained, tmp_path):
+    """landmark_names with three names (a subset, reordered) drives the heatmaps, decoding, metric and CSV columns;
+    a one-fold datalist validates on its explicit list, and evaluate_split "test" scores the testing list."""
+    names = ["HDV2", "TCD1", "ADV1"]
+    bundle = copy_bundle(NAME, tmp_path)
+    datalist = bundle / "configs" / "datalist.json"
+    split = ["--num_folds", "1", "--validation_cases", "fetus_001", "--test_cases", "fetus_004", "fetus_005"]
+    args = ["fetal", "--dataset_dir", str(trained.dataset_dir), "--output", str(datalist), "--landmark_names", *names]
+    assert datalist_main(args + split) == 0
+    # until inference.json's network_def reads "@num_landmarks", the heatmap count is passed to the network here
+    common = {**TINY, "landmark_names": names, "network_def#out_channels": "@num_landmarks"}
+    log = run_bundle(bundle, ["configs/train.json"], dataset_dir=trained.dataset_dir, val_interval=1,
+                     **{**common, "train#trainer#max_epochs": 1}).stdout  # fmt: skip
+    assert "Epoch: 1/1, Iter: 2/2" in log and "val_mre" in log  # 4 training cases, batch 2
+    state = torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True)
+    nnMambaSeg(in_channels=1, out_channels=3, channels=8, out_relu=False).load_state_dict(state, strict=True)
+    configs = ["configs/train.json", "configs/evaluate.json"]
+    run_bundle(bundle, configs, dataset_dir=trained.dataset_dir, evaluate_split="test", **common)
+    rows = read_csv_rows(bundle / "eval" / "landmarks.csv")
+    assert list(rows[0]) == ["image", *[f"{n}_{a}_mm" for n in names for a in "xyz"]]
+    assert sorted(Path(r["image"]).name for r in rows) == ["fetus_004.nii.gz", "fetus_005.nii.gz"]
+    per_case = read_csv_rows(bundle / "eval" / "val_mre_raw.csv")
+    assert list(per_case[0])[1:] == ["class0", "class1", "class2", "mean"]
+    order = [FETAL_CEREBELLUM_LANDMARKS.index(n) for n in names]
+    for row, case in zip(rows, per_case):
+        name = Path(row["image"]).name.removesuffix(".nii.gz")
+        assert Path(case["filename"]).name == f"{name}.nii.gz"
+        coords = np.array([float(row[f"{n}_{a}_mm"]) for n in names for a in "xyz"]).reshape(3, 3)
+        errors = np.linalg.norm(coords - trained.truth[name][order], axis=-1)
+        assert [float(case[f"class{i}"]) for i in range(3)] == pytest.approx(errors, abs=1e-3)
+
+
+def test_evaluate_split_names_a_datalist_section(trained):
+    result = run_bundle(trained.bundle, ["configs/train.json", "configs/evaluate.json"], expect_success=False,
+                        dataset_dir=trained.dataset_dir, evaluate_split="test", **TINY)  # fmt: skip
+    assert "datalist.json has no 'testing' list (keys: " in result.stdout + result.stderr
 
 
 def test_evaluate_writes_mre_and_landmark_tables_that_agree(trained):

@@ -94,3 +94,33 @@ def test_multi_gpu_evaluation_with_fewer_cases_than_ranks(tmp_path):
     assert "Traceback" not in log
     rows = read_csv_rows(bundle / "eval" / "val_mean_dice_raw.csv")
     assert len({row["filename"] for row in rows}) == 1
+
+
+def test_fetal_landmark_evaluation_over_two_ranks_scores_every_validation_case_once(tmp_path):
+    """The shared multi_gpu_evaluate.json on the fetal bundle: each rank decodes its case; rank 0 writes the radial
+    errors and the landmark table of both."""
+    from nnmamba_monai.datalist.fetal import build_fetal_datalist
+    from tests.bundles.synthetic import make_fetal_dataset
+
+    make_fetal_dataset(tmp_path / "fetal", num_cases=4, shape=(24, 28, 20))
+    datalist = write_datalist(build_fetal_datalist(tmp_path / "fetal", num_folds=2), tmp_path / "datalist.json")
+    bundle = copy_bundle("fetal_nnmamba_landmark", tmp_path)
+    torch.manual_seed(0)
+    torch.save(nnMambaSeg(3, 1, 6, channels=8, out_relu=False).state_dict(), bundle / "models" / "model.pt")
+    result = torchrun_bundle(
+        bundle,
+        ["configs/train.json", "configs/evaluate.json", "configs/multi_gpu_evaluate.json"],
+        nproc_per_node=2,
+        dataset_dir=str(tmp_path / "fetal"),
+        datalist_file=str(datalist),
+        num_workers=0,
+        cache_rate=0.0,
+        image_size=[32, 32, 32],
+        **{"network_def#channels": 8},
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+    validation = sorted(e["case_id"] for e in json.loads(datalist.read_text())["training"] if e["fold"] == 0)
+    for table in ("val_mre_raw.csv", "landmarks.csv"):
+        rows = read_csv_rows(bundle / "eval" / table)
+        names = [Path(row.get("filename") or row["image"]).name.removesuffix(".nii.gz") for row in rows]
+        assert sorted(names) == validation, (table, names)
