@@ -158,8 +158,7 @@ def bundle_overrides(args: argparse.Namespace, dataset_dir: Path) -> list[str]:
     values = {
         "dataset_dir": str(dataset_dir),
         "landmark_names": list(AFIDS),
-        "network_def#out_channels": len(AFIDS),
-        "network_def#channels": args.channels,
+        "network_override#channels": args.channels,  # out_channels follows landmark_names
         "image_size": size,
         "heatmap_sigma": args.heatmap_sigma,
         "contrast_prob": args.contrast_prob,

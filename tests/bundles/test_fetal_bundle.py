@@ -173,8 +173,7 @@ def test_three_landmarks_from_the_config_trained_and_scored_on_a_test_split(trai
     split = ["--num_folds", "1", "--validation_cases", "fetus_001", "--test_cases", "fetus_004", "fetus_005"]
     args = ["fetal", "--dataset_dir", str(trained.dataset_dir), "--output", str(datalist), "--landmark_names", *names]
     assert datalist_main(args + split) == 0
-    # until inference.json's network_def reads "@num_landmarks", the heatmap count is passed to the network here
-    common = {**TINY, "landmark_names": names, "network_def#out_channels": "@num_landmarks"}
+    common = {**TINY, "landmark_names": names}  # network_def's out_channels is "@num_landmarks": one per name
     log = run_bundle(bundle, ["configs/train.json"], dataset_dir=trained.dataset_dir, val_interval=1,
                      **{**common, "train#trainer#max_epochs": 1}).stdout  # fmt: skip
     assert "Epoch: 1/1, Iter: 2/2" in log and "val_mre" in log  # 4 training cases, batch 2
