@@ -24,7 +24,7 @@ infer_cpu = _load("infer_cpu.py")
 ssm_cpu = _load("ssm_cpu.py")
 
 SEGMENTATION = ["brats_nnmamba_segmentation", "amos_ct_nnmamba_segmentation", "amos_mr_nnmamba_segmentation"]
-OTHERS = ["fetal_nnmamba_landmark", "adni_nnmamba_classification"]
+OTHERS = ["fetal_nnmamba_landmark", "adni_nnmamba_classification", "brain_nnmamba_extraction"]
 
 
 def parse_preset(bundle: str) -> ConfigParser:
