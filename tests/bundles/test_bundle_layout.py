@@ -104,7 +104,7 @@ def test_readme_documents_preparation_commands_results_and_testing(bundle, datas
     assert "torchrun --standalone --nnodes=1 --nproc_per_node=2 -m monai.bundle run" in readme
     assert "not reproduced here" in readme.lower()
     assert re.search(r"cannot be\s+downloaded", readme) and "stand-in" in readme
-    assert "## Hardware expectations" in readme
+    assert "## System Configuration" in readme
     assert "out_relu" in readme, "documents the published final ReLU and converted checkpoints"
 
 

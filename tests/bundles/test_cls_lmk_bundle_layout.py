@@ -49,7 +49,7 @@ def test_metadata_labels_paper_numbers_as_published_not_achieved(name):
 def test_readme_covers_data_commands_results_hardware_and_names_existing_configs(name):
     bundle = REPO_ROOT / "bundles" / name
     readme = (bundle / "docs" / "README.md").read_text()
-    for needed in ("## Data preparation", "## Commands", "## Hardware", "torchrun", "python -m nnmamba_monai.datalist"):
+    for needed in ("## Data", "## Commands", "## System Configuration", "torchrun", "python -m nnmamba_monai.datalist"):
         assert needed in readme, needed
     assert "published, not reproduced here" in readme.lower()
     assert "cannot be downloaded" in readme and "generated" in readme
