@@ -36,6 +36,7 @@ __all__ = [
     "build_network",
     "check_workflow_properties",
     "copy_bundle",
+    "assert_trained_export_matches_eager",
     "export_and_compare_torchscript",
     "monai_bundle",
     "network_overrides_for",
@@ -371,3 +372,26 @@ def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
 
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def assert_trained_export_matches_eager(
+    bundle_dir: str | Path,
+    export_dir: str | Path,
+    input_shape: Sequence[int],
+    other_shape: Sequence[int],
+    channels: int = 8,
+) -> None:
+    """The bundle's trained ``models/model.pt`` exported by ``ckpt_export`` (traced) matches the eager network.
+
+    The SSM scan is recorded as a TorchScript function with its loops, so the exported file must match within
+    1e-4 at the traced ``input_shape`` and at ``other_shape`` too. ``channels`` is the tests' small width.
+    """
+    difference = export_and_compare_torchscript(
+        bundle_dir,
+        Path(bundle_dir) / "models" / "model.pt",
+        Path(export_dir) / "model.ts",
+        input_shape,
+        other_shapes=[other_shape],
+        **{"network_def#channels": channels},
+    )
+    assert difference <= 1e-4, difference

@@ -17,9 +17,9 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from nnmamba_monai.datalist.__main__ import main as datalist_main
 from nnmamba_monai.networks import nnMambaCls
 from tests.bundle_support import (
+    assert_trained_export_matches_eager,
     check_workflow_properties,
     copy_bundle,
-    export_and_compare_torchscript,
     network_overrides_for,
     read_csv_rows,
     run_bundle,
@@ -192,17 +192,7 @@ def test_smci_pmci_transfer_starts_from_the_nc_ad_weights(trained):
 
 
 def test_torchscript_export_of_the_trained_network_matches_eager(trained, tmp_path):
-    # ckpt_export traces the network; the SSM scan is recorded as a TorchScript function with its loops, so the
-    # exported file is exact at the traced shape and at another one
-    difference = export_and_compare_torchscript(
-        trained.bundle,
-        trained.bundle / "models" / "model.pt",
-        tmp_path / "model.ts",
-        (1, 1, 16, 16, 16),
-        other_shapes=[(2, 1, 32, 32, 32)],
-        **{"network_def#channels": 8},
-    )
-    assert difference <= 1e-4
+    assert_trained_export_matches_eager(trained.bundle, tmp_path, (1, 1, 16, 16, 16), (2, 1, 32, 32, 32))
 
 
 def test_multi_process_training_config(trained):

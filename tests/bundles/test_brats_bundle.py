@@ -18,9 +18,9 @@ import torch
 from nnmamba_monai import nnMambaSeg
 from nnmamba_monai.datalist import __main__ as datalist_cli
 from tests.bundle_support import (
+    assert_trained_export_matches_eager,
     check_workflow_properties,
     copy_bundle,
-    export_and_compare_torchscript,
     read_csv_rows,
     run_bundle,
     verify_metadata,
@@ -163,17 +163,7 @@ def test_network_input_output_match_the_metadata(trained):
 
 
 def test_torchscript_export_of_the_trained_network_matches_eager(trained, tmp_path):
-    # ckpt_export traces the network; the SSM scan is recorded as a TorchScript function with its loops, so the
-    # exported file is exact at the traced shape and at another one
-    difference = export_and_compare_torchscript(
-        trained.bundle,
-        trained.bundle / "models" / "model.pt",
-        tmp_path / "model.ts",
-        (1, 4, 32, 32, 32),
-        other_shapes=[(1, 4, 48, 32, 64)],
-        **{"network_def#channels": 8},
-    )
-    assert difference <= 1e-4
+    assert_trained_export_matches_eager(trained.bundle, tmp_path, (1, 4, 32, 32, 32), (1, 4, 48, 32, 64))
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,9 @@ from nnmamba_monai.datalist.__main__ import main as datalist_main
 from nnmamba_monai.landmarks import FETAL_CEREBELLUM_LANDMARKS, HeatmapToWorldLandmarksd
 from nnmamba_monai.networks import nnMambaSeg
 from tests.bundle_support import (
+    assert_trained_export_matches_eager,
     check_workflow_properties,
     copy_bundle,
-    export_and_compare_torchscript,
     network_overrides_for,
     read_csv_rows,
     run_bundle,
@@ -252,14 +252,4 @@ def test_inference_writes_world_coordinates_that_hit_the_landmark(trained, tmp_p
 
 
 def test_torchscript_export_of_the_trained_network_matches_eager(trained, tmp_path):
-    # ckpt_export traces the network; the SSM scan is recorded as a TorchScript function with its loops, so the
-    # exported file is exact at the traced shape and at another one
-    difference = export_and_compare_torchscript(
-        trained.bundle,
-        trained.bundle / "models" / "model.pt",
-        tmp_path / "model.ts",
-        (1, 1, 32, 32, 32),
-        other_shapes=[(1, 1, 48, 32, 32)],
-        **{"network_def#channels": 8},
-    )
-    assert difference <= 1e-4
+    assert_trained_export_matches_eager(trained.bundle, tmp_path, (1, 1, 32, 32, 32), (1, 1, 48, 32, 32))
