@@ -9,39 +9,19 @@ from monai.data import MetaTensor
 
 from nnmamba_monai.transforms import (
     LargestComponentd,
-    RandContrastInversiond,
-    invert_foreground,
+    RandIntensityInversiond,
     largest_component_filled,
 )
 
 
-def test_invert_foreground_reverses_tissue_order_and_keeps_air():
-    image = torch.tensor([[[[0.0, 0.02, 0.2, 0.5, 0.9, 1.3]]]])  # air, air, CSF, GM, WM, a bright outlier
-    out = invert_foreground(image, threshold=0.05)
-    assert out.shape == image.shape
+def test_intensity_inversion_reverses_tissue_order_and_keeps_air_as_brain_extraction_uses_it():
+    # an image scaled to [0, 1] as the brain-extraction bundle scales it: air, air, CSF, GM, WM, brightest voxel
+    image = torch.tensor([[[[0.0, 0.02, 0.2, 0.5, 0.9, 1.0]]]])
+    out = RandIntensityInversiond("image", prob=1.0, background_fraction=0.05)({"image": image})["image"]
     assert torch.equal(out[..., :2], image[..., :2])  # air untouched
     np.testing.assert_allclose(out[..., 2:].flatten().numpy(), [0.85, 0.55, 0.15, 0.05], atol=1e-6)
-    # T1 order CSF < GM < WM becomes CSF > GM > WM, every head voxel still at or above the threshold
+    # T1 order CSF < GM < WM becomes CSF > GM > WM, every head voxel still above the air
     assert out[..., 2] > out[..., 3] > out[..., 4] >= 0.05
-
-
-def test_invert_foreground_refuses_a_threshold_outside_the_unit_interval():
-    with pytest.raises(ValueError, match="threshold"):
-        invert_foreground(torch.zeros(1, 2, 2, 2), threshold=1.0)
-    with pytest.raises(ValueError, match="threshold"):
-        RandContrastInversiond("image", threshold=-0.1)
-
-
-def test_rand_contrast_inversion_applies_with_its_probability_and_leaves_labels():
-    data = {"image": torch.linspace(0, 1, 64).reshape(1, 4, 4, 4), "label": torch.ones(1, 4, 4, 4)}
-    always = RandContrastInversiond("image", prob=1.0)(data)
-    assert torch.equal(always["image"], invert_foreground(data["image"]))
-    assert always["label"] is data["label"]
-    assert torch.equal(RandContrastInversiond("image", prob=0.0)(data)["image"], data["image"])
-    transform = RandContrastInversiond("image", prob=0.5)
-    transform.set_random_state(seed=0)
-    flips = [not torch.equal(transform(data)["image"], data["image"]) for _ in range(200)]
-    assert 70 < sum(flips) < 130
 
 
 def test_largest_component_keeps_the_biggest_blob_and_fills_its_holes():

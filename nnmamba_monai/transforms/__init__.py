@@ -9,8 +9,12 @@ from nnmamba_monai.transforms.brats import (
     BratsRegionsToLabelsd,
     brats_case_name,
 )
-from nnmamba_monai.transforms.contrast import RandContrastInversiond, invert_foreground, inverted_head_contrast
-from nnmamba_monai.transforms.intensity import IntensityInversion, RandIntensityInversion, RandIntensityInversiond
+from nnmamba_monai.transforms.intensity import (
+    IntensityInversion,
+    RandIntensityInversion,
+    RandIntensityInversiond,
+    inverted_head_contrast,
+)
 from nnmamba_monai.transforms.mask import LargestComponentd, largest_component_filled
 from nnmamba_monai.transforms.scan_reader import SCAN_FORMATS, ScanReader, UnsupportedScanError, scan_format
 
@@ -21,7 +25,6 @@ __all__ = [
     "BratsRegionsToLabels",
     "BratsRegionsToLabelsd",
     "LargestComponentd",
-    "RandContrastInversiond",
     "IntensityInversion",
     "RandIntensityInversion",
     "RandIntensityInversiond",
@@ -30,7 +33,6 @@ __all__ = [
     "ScanReader",
     "UnsupportedScanError",
     "scan_format",
-    "invert_foreground",
     "inverted_head_contrast",
     "largest_component_filled",
 ]

@@ -1,17 +1,25 @@
-"""Contrast augmentation MONAI lacks: inverting the foreground intensities so that T2-like contrast appears."""
+"""Contrast augmentation MONAI lacks: inverting the foreground intensities so that T2/PD-like contrast appears.
+
+MONAI's intensity transforms (gamma, bias field, histogram shift) keep the order of intensities, or (a plain
+inversion) make the air bright too. A T2 or PD scan reverses T1's order of tissues but keeps air dark; the
+transforms here do that. Training-time augmentation for contrast-agnostic models (brain extraction, landmarks),
+not a model of MR physics; :func:`inverted_head_contrast` makes a synthetic test volume the same way.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.utils.type_conversion import convert_to_tensor
+from scipy import ndimage
 
-__all__ = ["IntensityInversion", "RandIntensityInversion", "RandIntensityInversiond"]
+__all__ = ["IntensityInversion", "RandIntensityInversion", "RandIntensityInversiond", "inverted_head_contrast"]
 
 
 class IntensityInversion(Transform):
@@ -84,3 +92,15 @@ class RandIntensityInversiond(RandomizableTransform, MapTransform):
             for key in self.key_iterator(d):
                 d[key] = self.inversion(d[key])
         return d
+
+
+def inverted_head_contrast(image: np.ndarray, head_fraction: float = 0.05) -> np.ndarray:
+    """A synthetic T2/PD-like test volume from a raw (H, W, D) T1 volume, in the T1's intensity units.
+
+    The head is the filled, closed region above ``head_fraction`` of the 99th percentile; inside it the
+    intensities (clipped at that percentile) are reversed, outside it they become 0. Float32, same shape.
+    """
+    top = float(np.percentile(image, 99.0))
+    head = ndimage.binary_fill_holes(ndimage.binary_closing(image > head_fraction * top, iterations=3))
+    inverted = top - np.clip(image, 0, top) + head_fraction * top
+    return np.where(head, inverted, 0.0).astype(np.float32)

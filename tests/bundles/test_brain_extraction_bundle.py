@@ -72,7 +72,7 @@ def test_large_files_hash_matches_the_shipped_weights_and_they_load_strictly():
 def test_training_holds_colin27_out_and_augments_field_of_view_contrast_and_resolution():
     random = [t["_target_"].split(".")[-1] for t in parsed("train.json").get("train#random_transforms")]
     for kind in ("RandAffined", "RandZoomd", "RandFlipd", "RandCropByPosNegLabeld", "RandAdjustContrastd",
-                 "RandBiasFieldd", "RandHistogramShiftd", "RandContrastInversiond", "RandSimulateLowResolutiond",
+                 "RandBiasFieldd", "RandHistogramShiftd", "RandIntensityInversiond", "RandSimulateLowResolutiond",
                  "RandGaussianSmoothd"):  # fmt: skip
         assert kind in random, kind
     script = (REPO_ROOT / "scripts" / "brain_extraction_data.py").read_text()
