@@ -82,6 +82,7 @@ RELEASED = [
     "docs/data_license.txt",
     "configs/evaluate.json",
     "configs/inference.json",
+    "configs/inference_cpu.json",
     "configs/logging.conf",
     "configs/metadata.json",
     "configs/multi_gpu_evaluate.json",
