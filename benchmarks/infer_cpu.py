@@ -43,6 +43,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
+from nets_cpu import _cpu_model  # noqa: E402  (one lscpu reader for both CPU benchmarks)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "infer_cpu.json"
 
@@ -164,17 +167,6 @@ def run_window(threads: int, repeats: int) -> dict:
         "runs_s": times,
         "vs_SegResNet": {name: medians[name] / medians["SegResNet"] for name in nets},
     }
-
-
-def _cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return "unknown CPU"
 
 
 def _child(args: list[str]) -> dict:

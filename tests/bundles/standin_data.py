@@ -17,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "BRATS_AFFINE",
+    "BRATS_TINY_TRAINING",
     "AMOS_AFFINE",
     "brats_case_id",
     "make_amos_dataset",
@@ -27,6 +28,16 @@ __all__ = [
 # BraTS volumes are 1 mm isotropic with a flipped-x/y (LPS-like) affine; AMOS CT/MR are anisotropic.
 BRATS_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1]])
 AMOS_AFFINE = np.array([[-0.8, 0, 0, 150.0], [0, -0.8, 0, 120.0], [0, 0, 2.5, -300.0], [0, 0, 0, 1]])
+
+
+# a BraTS bundle training small enough for seconds on a CPU (4-channel net, 32^3 crops, validation never reached)
+BRATS_TINY_TRAINING = {
+    "num_workers": 0,
+    "patch_size": [32, 32, 32],
+    "network_override#channels": 4,
+    "batch_size": 1,
+    "val_interval": 100,
+}
 
 
 def brats_case_id(index: int) -> str:

@@ -22,17 +22,11 @@ import pytest
 from nnmamba_monai.datalist import __main__ as datalist_cli
 from nnmamba_monai.folder_lock import FolderLock
 from tests.bundle_support import copy_bundle, run_bundle, run_checked
+from tests.bundles.standin_data import BRATS_TINY_TRAINING as TINY
 from tests.bundles.standin_data import make_brats_dataset, write_absurd_header
 from tests.helpers import PEAK_RSS_KIB
 
 BUNDLE = "brats_nnmamba_segmentation"
-TINY = {
-    "num_workers": 0,
-    "patch_size": [32, 32, 32],
-    "network_override#channels": 4,
-    "batch_size": 1,
-    "val_interval": 100,
-}
 
 
 def last_line(result) -> str:

@@ -26,16 +26,10 @@ from nnmamba_monai.checkpoint import CheckpointLoadError
 from nnmamba_monai.datalist import __main__ as datalist_cli
 from nnmamba_monai.handlers import CheckpointResumer, RNGState
 from tests.bundle_support import copy_bundle, run_bundle, subprocess_env
+from tests.bundles.standin_data import BRATS_TINY_TRAINING as TINY
 from tests.bundles.standin_data import make_brats_dataset
 
 BUNDLE = "brats_nnmamba_segmentation"
-TINY = {
-    "num_workers": 0,
-    "patch_size": [32, 32, 32],
-    "network_override#channels": 4,
-    "batch_size": 1,
-    "val_interval": 100,
-}
 MAX_EPOCHS = 4
 ITERATIONS_PER_EPOCH = 2
 LOSS_LINE = re.compile(r"Epoch: (\d+)/\d+, Iter: (\d+)/\d+ -- train_loss: ([0-9.]+)")
