@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import itertools
 import json
 import platform
@@ -131,16 +132,12 @@ def min_bytes(d_inner: int, length: int, dtype: torch.dtype, backward: bool) -> 
 def scan_fn(backend: str, config=None) -> Callable:
     """The backend's selective_scan_fn-like callable."""
     if backend == "triton":
-        from nnmamba_monai.ssm.scan_triton import selective_scan_triton
+        from nnmamba_monai.ssm.scan_triton import scan_with_config
 
-        return lambda *args, **kw: selective_scan_triton(*args, **kw, config=config)
-    if backend == "torch":
-        from nnmamba_monai.ssm.scan_torch import selective_scan_torch
+        return scan_with_config(config)
+    from nnmamba_monai.ssm import selective_scan
 
-        return selective_scan_torch
-    from nnmamba_monai.ssm.scan_mamba_ssm import selective_scan_mamba_ssm
-
-    return selective_scan_mamba_ssm
+    return functools.partial(selective_scan, backend=backend)
 
 
 ORDER = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
@@ -165,7 +162,7 @@ def step_fns(fn: Callable, inputs: dict[str, torch.Tensor]) -> tuple[Callable, C
 
 def check_against_torch(fn: Callable, inputs: dict[str, torch.Tensor]) -> float:
     """Relative error of ``fn``'s output against the torch backend (computed in float32)."""
-    from nnmamba_monai.ssm.scan_torch import selective_scan_torch
+    from nnmamba_monai.ssm import selective_scan_torch
 
     args = [inputs[k] for k in ORDER]
     with torch.no_grad():

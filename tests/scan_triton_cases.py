@@ -16,9 +16,8 @@ import torch
 if os.environ.get("TRITON_INTERPRET") != "1":  # pragma: no cover - guarded by the launcher
     raise RuntimeError("run through tests/test_scan_triton.py: TRITON_INTERPRET=1 must be set before importing triton")
 
-from nnmamba_monai.ssm import Mamba, selective_scan  # noqa: E402
-from nnmamba_monai.ssm.scan_torch import selective_scan_torch  # noqa: E402
-from nnmamba_monai.ssm.scan_triton import ScanConfig, is_available, selective_scan_triton  # noqa: E402
+from nnmamba_monai.ssm import Mamba, selective_scan, selective_scan_torch, selective_scan_triton  # noqa: E402
+from nnmamba_monai.ssm.scan_triton import ScanConfig, is_available, scan_with_config  # noqa: E402
 from tests.helpers import random_scan_inputs, step_by_step_scan  # noqa: E402
 
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
@@ -55,12 +54,11 @@ def _run_both(shape, flags, dtype=torch.float32, config=SMALL, seed=0, last_weig
     w_out = torch.randn(shape[0], shape[1], shape[2], generator=gen)
     w_last = torch.randn(shape[0], shape[1], shape[3], generator=gen) if last_weight else None
     results = []
-    for fn in (selective_scan_triton, selective_scan_torch):
+    for fn in (scan_with_config(config), selective_scan_torch):
         leaves = {k: inp[k].clone().requires_grad_(k in used) for k in NAMES}
-        extra = {"config": config} if fn is selective_scan_triton else {}
         out, last = fn(
             leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"],
-            return_last_state=True, **_kwargs(leaves, flags), **extra,
+            return_last_state=True, **_kwargs(leaves, flags),
         )  # fmt: skip
         loss = (out.float() * w_out).sum()
         if w_last is not None:
@@ -130,7 +128,7 @@ def test_gradient_through_last_state_only():
     inp = random_scan_inputs(1, 4, 40, 4)
     leaves = {k: inp[k].clone().requires_grad_() for k in ("u", "delta", "A", "B", "C")}
     ref = {k: inp[k].clone().requires_grad_() for k in ("u", "delta", "A", "B", "C")}
-    _, last = selective_scan_triton(*leaves.values(), delta_softplus=True, return_last_state=True, config=SMALL)
+    _, last = scan_with_config(SMALL)(*leaves.values(), delta_softplus=True, return_last_state=True)
     _, ref_last = selective_scan_torch(*ref.values(), delta_softplus=True, return_last_state=True)
     last.sum().backward()
     ref_last.sum().backward()
@@ -161,7 +159,7 @@ def test_mixed_dtypes_as_under_autocast_and_strided_views():
     assert delta_t.stride(1) == 1 and z_t.stride(1) == 1
     args = (low["u"], delta_t, inp["A"], low["B"], low["C"])
     kwargs = {"D": inp["D"], "z": z_t, "delta_bias": inp["delta_bias"], "delta_softplus": True}
-    out = selective_scan_triton(*args, **kwargs, config=SMALL)
+    out = scan_with_config(SMALL)(*args, **kwargs)
     ref = selective_scan_torch(*args, **kwargs)
     assert out.dtype == torch.bfloat16
     assert rel_err(out, ref) <= 1e-2
@@ -171,9 +169,7 @@ def test_strong_decay_stays_finite():
     """delta * |A| up to ~1000 per token: the closed-form chunk summaries have only non-positive exponents."""
     inp = random_scan_inputs(1, 4, 40, 4)
     delta = inp["delta"].abs() * 50.0
-    out, last = selective_scan_triton(
-        inp["u"], delta, inp["A"], inp["B"], inp["C"], return_last_state=True, config=SMALL
-    )
+    out, last = scan_with_config(SMALL)(inp["u"], delta, inp["A"], inp["B"], inp["C"], return_last_state=True)
     ref, ref_last = step_by_step_scan(
         inp["u"].double(), delta.double(), inp["A"].double(), inp["B"].double(), inp["C"].double()
     )
@@ -214,7 +210,7 @@ def test_torch_compile_traces_the_custom_op():
     names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
     def fn(u, delta, A, B, C, D, z, delta_bias):
-        return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus=True, config=SMALL).sum()
+        return scan_with_config(SMALL)(u, delta, A, B, C, D, z, delta_bias, delta_softplus=True).sum()
 
     compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
     leaves = [inp[k].clone().requires_grad_() for k in names]

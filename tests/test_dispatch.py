@@ -14,6 +14,7 @@ from nnmamba_monai.ssm import (
     selective_scan,
     selective_scan_torch,
 )
+from nnmamba_monai.ssm.scan_torch import torch_scan
 from tests.helpers import random_scan_inputs
 
 CPU = torch.device("cpu")
@@ -83,9 +84,9 @@ def test_a_new_backend_is_one_entry(scratch_registry):
     """One register_backend call: selectable by name and by the env var, chosen by auto by priority and device."""
     calls = []
 
-    def doubling_scan(*args):
-        calls.append(len(args))
-        return selective_scan_torch(*args) * 2
+    def doubling_scan(inputs, return_last_state):
+        calls.append((type(inputs).__name__, return_last_state))
+        return torch_scan(inputs, return_last_state) * 2
 
     dispatch.register_backend(
         ScanBackend("doubling", doubling_scan, priority=5, unavailable=lambda device: None, auto_devices=("cpu",))
@@ -93,7 +94,7 @@ def test_a_new_backend_is_one_entry(scratch_registry):
     inp = random_scan_inputs(1, 2, 5, 3)
     args = (inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"])
     torch.testing.assert_close(selective_scan(*args, backend="doubling"), 2 * selective_scan_torch(*args))
-    assert calls == [10]  # the ten positional arguments of selective_scan before ``backend``
+    assert calls == [("ScanInputs", False)]  # one record of the scan's inputs, and return_last_state
     assert resolve_backend("auto", CPU) == "doubling"  # priority 5 beats torch's 0 on CPU
     assert resolve_backend("auto", torch.device("meta")) == "torch"  # not offered automatically there
     assert "doubling" in available_backends()
@@ -103,7 +104,7 @@ def test_a_new_backend_is_one_entry(scratch_registry):
 
 def test_explicit_request_of_an_unavailable_backend_says_why(scratch_registry, monkeypatch):
     dispatch.register_backend(
-        ScanBackend("far_away", selective_scan_torch, priority=99, unavailable=lambda device: "needs a quantum GPU")
+        ScanBackend("far_away", torch_scan, priority=99, unavailable=lambda device: "needs a quantum GPU")
     )
     assert resolve_backend("auto", CPU) == "torch"
     assert "far_away" not in available_backends()
@@ -111,7 +112,7 @@ def test_explicit_request_of_an_unavailable_backend_says_why(scratch_registry, m
     with pytest.raises(RuntimeError, match="backend 'far_away' needs a quantum GPU"):
         resolve_backend("auto", CPU)
     with pytest.raises(ValueError, match="reserved|automatic choice"):
-        dispatch.register_backend(ScanBackend("auto", selective_scan_torch, 0, lambda device: None))
+        dispatch.register_backend(ScanBackend("auto", torch_scan, 0, lambda device: None))
 
 
 @pytest.mark.parametrize(

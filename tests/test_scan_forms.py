@@ -20,7 +20,7 @@ import torch
 
 from nnmamba_monai.ssm import dispatch, selective_scan
 from nnmamba_monai.ssm.dispatch import ScanBackend
-from nnmamba_monai.ssm.scan_torch import selective_scan_torch
+from nnmamba_monai.ssm.scan_torch import torch_scan
 from tests.conftest import REPO_ROOT
 from tests.helpers import reference_scan_any_form
 
@@ -132,31 +132,31 @@ def test_native_form_still_goes_straight_to_the_backend(monkeypatch):
     once squeezed (one group): the per-group path calls the backend once."""
     calls = []
 
-    def recording(*args):
-        calls.append(args)
-        return selective_scan_torch(*args)
+    def recording(inputs, return_last_state):
+        calls.append(inputs)
+        return torch_scan(inputs, return_last_state)
 
     monkeypatch.setitem(dispatch.REGISTRY, "torch", ScanBackend("torch", recording, 0, lambda device: None))
     inputs = upstream_inputs(torch.float32, torch.float32, 1, True, True, length=5)
     selective_scan(*[inputs[n] for n in ("u", "delta", "A", "B", "C")], backend="torch")
-    assert len(calls) == 1 and calls[0][3] is inputs["B"]
+    assert len(calls) == 1 and calls[0].B is inputs["B"]
     selective_scan(
         inputs["u"], inputs["delta"], inputs["A"], inputs["B"][:, None], inputs["C"][:, None], backend="torch"
     )
-    assert len(calls) == 2 and calls[1][3].shape == inputs["B"].shape
+    assert len(calls) == 2 and calls[1].B.shape == inputs["B"].shape
 
 
 def test_grouped_scan_runs_one_backend_call_per_group(monkeypatch):
     calls = []
 
-    def recording(*args):
-        calls.append(args)
-        return selective_scan_torch(*args)
+    def recording(inputs, return_last_state):
+        calls.append(inputs)
+        return torch_scan(inputs, return_last_state)
 
     monkeypatch.setitem(dispatch.REGISTRY, "torch", ScanBackend("torch", recording, 0, lambda device: None))
     inputs = upstream_inputs(torch.float32, torch.float32, 2, True, True, length=5)
     out = selective_scan(*[inputs[n] for n in ("u", "delta", "A", "B", "C")], backend="torch")
-    assert len(calls) == 2 and [c[0].shape[1] for c in calls] == [2, 2]
+    assert len(calls) == 2 and [c.u.shape[1] for c in calls] == [2, 2]
     expected, _ = reference_scan_any_form(*[inputs[n] for n in ("u", "delta", "A", "B", "C")])
     assert scaled_error(out, expected) <= OUT_TOL[torch.float32]
 
@@ -165,15 +165,15 @@ def test_a_backend_taking_all_forms_gets_them_unchanged(monkeypatch):
     """mamba_ssm's entry (all_forms=True) receives grouped, time-invariant and complex calls as given."""
     received = []
 
-    def fake(*args):
-        received.append(args)
-        return args[0]
+    def fake(inputs, return_last_state):
+        received.append(inputs)
+        return inputs.u
 
     monkeypatch.setitem(dispatch.REGISTRY, "fake", ScanBackend("fake", fake, -1, lambda device: None, all_forms=True))
     for wtype, groups, var_b, var_c in ((torch.float32, 2, True, True), (torch.complex64, 1, False, True)):
         inputs = upstream_inputs(torch.float32, wtype, groups, var_b, var_c, length=3)
         selective_scan(*[inputs[n] for n in ("u", "delta", "A", "B", "C")], backend="fake")
-        assert received[-1][3] is inputs["B"] and received[-1][2] is inputs["A"]
+        assert received[-1].B is inputs["B"] and received[-1].A is inputs["A"]
 
 
 @pytest.mark.parametrize(

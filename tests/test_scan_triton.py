@@ -47,7 +47,7 @@ def test_cpu_tensors_without_interpreter_raise_clearly(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     inp = random_scan_inputs(1, 2, 8, 2)
     with pytest.raises(RuntimeError, match="runs on CUDA tensors"):
-        scan_triton.selective_scan_triton(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"])
+        scan_triton.scan_with_config(None)(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"])
 
 
 def test_registered_ops_trace_with_fake_tensors():
@@ -157,7 +157,7 @@ def test_package_imports_without_triton():
         "assert not scan_triton.is_available()\n"
         "x = torch.zeros(1, 2, 3); A = -torch.ones(2, 4); B = torch.zeros(1, 4, 3)\n"
         "try:\n"
-        "    scan_triton.selective_scan_triton(x, x, A, B, B)\n"
+        "    scan_triton.scan_with_config(None)(x, x, A, B, B)\n"
         "except RuntimeError as e:\n"
         "    assert 'needs the triton package' in str(e), e\n"
         "else:\n"
@@ -176,7 +176,7 @@ def test_package_imports_without_triton():
 @pytest.mark.parametrize("shape", [(2, 128, 4096, 16), (2, 512, 512, 16), (3, 40, 1000, 8)])
 def test_gpu_matches_torch_backend(shape, dtype):
     """Eager and torch.compile'd (Inductor) Triton scan against the torch backend, outputs and all gradients."""
-    from nnmamba_monai.ssm.scan_torch import selective_scan_torch
+    from nnmamba_monai.ssm import selective_scan_torch
 
     names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
     inp = {k: v.cuda() for k, v in random_scan_inputs(*shape, dtype=torch.float32).items()}
@@ -194,7 +194,8 @@ def test_gpu_matches_torch_backend(shape, dtype):
 
     ref_out, ref_last, ref_grads = run(selective_scan_torch)
     out_tol, grad_tol = (1e-4, 1e-4) if dtype == torch.float32 else (2e-2, 5e-2)
-    for fn in (scan_triton.selective_scan_triton, torch.compile(scan_triton.selective_scan_triton)):
+    triton_scan = scan_triton.scan_with_config(None)
+    for fn in (triton_scan, torch.compile(triton_scan)):
         out, last, grads = run(fn)
         assert out.dtype == dtype and last.dtype == torch.float32
         assert rel(out, ref_out) <= out_tol

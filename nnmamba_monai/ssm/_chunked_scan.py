@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from nnmamba_monai.ssm.precision import compute_dtype
+from nnmamba_monai.ssm.scan_inputs import ScanInputs
 
 CHUNK_LEN = 16  # tokens solved in closed form at once (power of two; 16 timed fastest on CPU)
 BLOCK_ELEMENTS = 1 << 20  # state elements (B * D * tokens * N) handled per block
@@ -185,25 +186,17 @@ def _ungated_output(
 
 
 def scan_blocks(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None,
-    z: torch.Tensor | None,
-    delta_bias: torch.Tensor | None,
-    delta_softplus: bool,
-    block_elements: int = BLOCK_ELEMENTS,
-    max_chunk_len: int = CHUNK_LEN,
+    inputs: ScanInputs, block_elements: int = BLOCK_ELEMENTS, max_chunk_len: int = CHUNK_LEN
 ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[int]]:
     """The whole forward, block by block (also compiled by TorchScript for export, see :func:`scan_core`).
 
-    Args: as :func:`selective_scan_torch`.
+    Args:
+        inputs: the scan's inputs, in the native form (see :class:`~nnmamba_monai.ssm.scan_inputs.ScanInputs`).
     Returns:
         out (B, D, L) in u's dtype; the last state (B, D, N); the state entering each block (B, D, N);
         the chunk length used in each block.
     """
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus = inputs
     compute = compute_dtype(u, delta, A, B, C)
     A = A.to(compute)
     D = None if D is None else D.to(compute)
@@ -241,15 +234,7 @@ def scan_blocks(
 def block_backward(
     grad_out: torch.Tensor,
     grad_h: torch.Tensor,
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None,
-    z: torch.Tensor | None,
-    delta_bias: torch.Tensor | None,
-    delta_softplus: bool,
+    block: ScanInputs,
     h_in: torch.Tensor,
     chunk_len: int,
     workspace: dict[str, torch.Tensor],
@@ -258,11 +243,13 @@ def block_backward(
 
     Args:
         grad_out: (B, D, n) gradient of the block's output; grad_h: (B, D, N) gradient of its leaving state;
-        h_in: (B, D, N) its entering state; the rest as in :func:`scan_blocks`, sliced to the block.
+        block: the scan's inputs sliced to the block, with A, D and delta_bias in the compute dtype;
+        h_in: (B, D, N) its entering state; chunk_len and workspace as in the forward.
     Returns:
         "u", "delta", "z": (B, D, n); "B", "C": (B, N, n); "A": (D, N); "D", "delta_bias": (D,); "h_in":
         (B, D, N), in the compute dtype; entries for absent inputs are left out.
     """
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus = block
     compute = A.dtype
     length = u.shape[2]
     u_c, delta_c, pre, B_c, C_c = _block_inputs(u, delta, B, C, delta_bias, delta_softplus, compute)

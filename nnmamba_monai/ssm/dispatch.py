@@ -18,6 +18,7 @@ per-channel B/C row or a complex state. ``mamba_ssm`` (``all_forms=True``) gets 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from collections.abc import Callable
@@ -27,7 +28,8 @@ import torch
 
 from nnmamba_monai.ssm import scan_mamba_ssm
 from nnmamba_monai.ssm.scan_forms import is_native, needs_general, scan_general, scan_per_group
-from nnmamba_monai.ssm.scan_torch import selective_scan_torch
+from nnmamba_monai.ssm.scan_inputs import ScanInputs
+from nnmamba_monai.ssm.scan_torch import torch_scan
 
 __all__ = [
     "BACKENDS",
@@ -38,6 +40,8 @@ __all__ = [
     "register_backend",
     "resolve_backend",
     "selective_scan",
+    "selective_scan_torch",
+    "selective_scan_triton",
 ]
 
 ENV_VAR = "NNMAMBA_SSM_BACKEND"
@@ -49,8 +53,9 @@ class ScanBackend:
 
     Args:
         name: the value of ``backend=`` and of ``NNMAMBA_SSM_BACKEND`` that selects it.
-        fn: the scan, called with the ten arguments of :func:`selective_scan` before ``backend``, positionally.
-            It imports its own dependencies on first call, so that registering costs no import.
+        fn: the scan, called as ``fn(inputs, return_last_state)`` with a
+            :class:`~nnmamba_monai.ssm.scan_inputs.ScanInputs` (shapes checked by the dispatcher). It imports its
+            own dependencies on first call, so that registering costs no import.
         priority: automatic choice takes the available backend with the highest priority.
         unavailable: (device) -> None when the backend can run on tensors of that device here, else why not
             (the error message of an explicit request, after "backend '<name>' ").
@@ -91,12 +96,12 @@ def _triton_unavailable(device: torch.device) -> str | None:
     return "requested but Triton (or nnmamba_monai.ssm.scan_triton) is not importable"
 
 
-def _triton_scan(*args):
+def _triton_scan(inputs: ScanInputs, return_last_state: bool):
     # An import statement (not importlib.import_module) so that torch.compile can trace through the dispatch;
     # importing scan_triton imports triton, hence only here.
     from nnmamba_monai.ssm import scan_triton
 
-    return scan_triton.selective_scan_triton(*args)
+    return scan_triton.triton_scan(inputs, return_last_state)
 
 
 def _mamba_ssm_unavailable(device: torch.device) -> str | None:
@@ -119,14 +124,14 @@ def register_backend(backend: ScanBackend) -> None:
     _BY_PRIORITY[:] = sorted(REGISTRY.values(), key=lambda entry: -entry.priority)
 
 
-register_backend(ScanBackend("torch", selective_scan_torch, priority=0, unavailable=lambda device: None))
+register_backend(ScanBackend("torch", torch_scan, priority=0, unavailable=lambda device: None))
 register_backend(
     ScanBackend("triton", _triton_scan, priority=20, unavailable=_triton_unavailable, auto_devices=("cuda",))
 )
 register_backend(
     ScanBackend(
         "mamba_ssm",
-        scan_mamba_ssm.selective_scan_mamba_ssm,
+        scan_mamba_ssm.mamba_ssm_scan,
         priority=10,
         unavailable=_mamba_ssm_unavailable,
         auto_devices=("cuda",),
@@ -189,7 +194,8 @@ def _check_projection(
     )
 
 
-def _check_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
+def _check_shapes(inputs: ScanInputs) -> None:
+    u, delta, A, B, C, D, z, delta_bias, _ = inputs
     if u.dim() != 3:
         raise ValueError(f"u must be (batch, d_inner, length); got shape {tuple(u.shape)}")
     batch, d_inner, length = u.shape
@@ -242,12 +248,17 @@ def selective_scan(
     Returns:
         (B, D_inner, L) in u's dtype; with ``return_last_state`` a tuple (out, last_state).
     """
+    inputs = ScanInputs(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     if not torch.jit.is_tracing():  # a trace records tensor ops only: the eager call checked the shapes
-        _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+        _check_shapes(inputs)
     entry = REGISTRY[resolve_backend(backend, u.device)]
-    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     if entry.all_forms or is_native(A, B, C):
-        return entry.fn(*args)
+        return entry.fn(inputs, return_last_state)
     if needs_general(A, B, C):
-        return scan_general(*args)
-    return scan_per_group(entry.fn, *args)
+        return scan_general(inputs, return_last_state)
+    return scan_per_group(entry.fn, inputs, return_last_state)
+
+
+# The scan on one backend, with selective_scan's arguments (and its shape checks and call forms).
+selective_scan_torch = functools.partial(selective_scan, backend="torch")
+selective_scan_triton = functools.partial(selective_scan, backend="triton")

@@ -29,6 +29,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from nnmamba_monai.ssm.scan_inputs import ScanInputs, channel_slice
+
 __all__ = ["is_native", "needs_general", "scan_general", "scan_per_group"]
 
 
@@ -54,30 +56,20 @@ def _group_slice(t: torch.Tensor, group: int) -> torch.Tensor:
     return t[:, group if t.shape[1] > 1 else 0]
 
 
-def scan_per_group(scan: Callable, u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool, return_last_state: bool):
+def scan_per_group(scan: Callable, inputs: ScanInputs, return_last_state: bool):
     """A real-A scan with grouped B/C as one ``scan`` call per group of channels (outputs joined on channels).
 
-    ``scan`` takes the ten positional arguments of ``selective_scan`` (without ``backend``) in native form.
+    ``scan`` is a backend function, ``scan(inputs, return_last_state)`` on the native form.
     """
-    groups = max(_groups(B), _groups(C))
-    per_group = u.shape[1] // groups
+    groups = max(_groups(inputs.B), _groups(inputs.C))
+    per_group = inputs.u.shape[1] // groups
     outs, states = [], []
     for group in range(groups):
         channels = slice(group * per_group, (group + 1) * per_group)
-        result = scan(
-            u[:, channels],
-            delta[:, channels],
-            A[channels],
-            _group_slice(B, group),
-            _group_slice(C, group),
-            None if D is None else D[channels],
-            None if z is None else z[:, channels],
-            None if delta_bias is None else delta_bias[channels],
-            delta_softplus,
-            True,
-        )
-        outs.append(result[0])
-        states.append(result[1])
+        B, C = _group_slice(inputs.B, group), _group_slice(inputs.C, group)
+        out, state = scan(channel_slice(inputs, channels, B, C), True)
+        outs.append(out)
+        states.append(state)
     out = outs[0] if groups == 1 else torch.cat(outs, dim=1)
     if not return_last_state:
         return out
@@ -99,13 +91,14 @@ def _per_channel(t: torch.Tensor, d_inner: int, length: int, complex_a: bool, co
     return t.repeat_interleave(d_inner // t.shape[1], dim=1)  # (batch, G, N, L) -> per channel
 
 
-def scan_general(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False):
+def scan_general(inputs: ScanInputs, return_last_state: bool = False):
     """Any form ``mamba_ssm.selective_scan_fn`` accepts, one token at a time, differentiable by autograd.
 
-    Arguments as :func:`nnmamba_monai.ssm.selective_scan` (B and C in any of the forms in this module's
-    docstring). The state is float32 (float64 when an input is float64; complex of that width for a complex
-    A); the output is in u's dtype; the last state (B, D_inner, N) is in the state's dtype.
+    B and C may be in any of the forms in this module's docstring. The state is float32 (float64 when an input is
+    float64; complex of that width for a complex A); the output is in u's dtype; the last state (B, D_inner, N)
+    is in the state's dtype.
     """
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus = inputs
     device_type = u.device.type
     with torch.autocast(device_type=device_type, enabled=False):
         wide = any(t.dtype in (torch.float64, torch.complex128) for t in (u, delta, A, B, C))

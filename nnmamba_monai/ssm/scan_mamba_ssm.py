@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-__all__ = ["is_available", "selective_scan_mamba_ssm"]
+from nnmamba_monai.ssm.scan_inputs import ScanInputs
+
+__all__ = ["is_available", "mamba_ssm_scan"]
 
 
 # The opt-in stand-in (nnmamba_monai.mamba_ssm_compat) serves a ``mamba_ssm`` from here; it forwards to this
@@ -25,14 +27,14 @@ def is_available() -> bool:
     return not (origin and Path(origin).resolve().is_relative_to(_SHIM_ROOT))
 
 
-def selective_scan_mamba_ssm(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                             return_last_state=False):  # fmt: skip
+def mamba_ssm_scan(inputs: ScanInputs, return_last_state: bool = False):
     """``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` on contiguous copies (CUDA tensors only).
 
-    Arguments and result as :func:`nnmamba_monai.ssm.selective_scan` (without ``backend``).
+    Any call form mamba_ssm accepts; the result as :func:`nnmamba_monai.ssm.selective_scan`.
     """
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus = inputs
     u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
     z = z.contiguous() if z is not None else None
     return selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

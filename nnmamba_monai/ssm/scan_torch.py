@@ -37,8 +37,9 @@ import torch
 from nnmamba_monai.ssm import _chunked_scan
 from nnmamba_monai.ssm._chunked_scan import block_backward, block_bounds, scan_blocks
 from nnmamba_monai.ssm.precision import autocast_off
+from nnmamba_monai.ssm.scan_inputs import ScanInputs
 
-__all__ = ["selective_scan_torch", "scan_core"]
+__all__ = ["scan_core", "torch_scan"]
 
 
 class _SelectiveScan(torch.autograd.Function):
@@ -51,7 +52,8 @@ class _SelectiveScan(torch.autograd.Function):
     @autocast_off
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):  # noqa: D102
         block_elements = _chunked_scan.BLOCK_ELEMENTS  # read at call time (tests make it small to get many blocks)
-        out, h, entries, chunk_lens = scan_blocks(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_elements)
+        inputs = ScanInputs(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        out, h, entries, chunk_lens = scan_blocks(inputs, block_elements)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, *entries)
         ctx.delta_softplus, ctx.chunk_lens = delta_softplus, chunk_lens
         ctx.bounds = block_bounds(*u.shape, A.shape[1], block_elements)
@@ -73,22 +75,10 @@ class _SelectiveScan(torch.autograd.Function):
         workspace: dict[str, torch.Tensor] = {}
         for (start, stop), chunk_len, h_in in zip(reversed(ctx.bounds), reversed(ctx.chunk_lens), reversed(entries)):
             part = {name: None if t is None else t[:, :, start:stop] for name, t in full.items()}
-            grads = block_backward(
-                grad_out[:, :, start:stop],
-                grad_h,
-                part["u"],
-                part["delta"],
-                A_c,
-                part["B"],
-                part["C"],
-                D_c,
-                part["z"],
-                bias_c,
-                ctx.delta_softplus,
-                h_in,
-                chunk_len,
-                workspace,
+            block = ScanInputs(
+                part["u"], part["delta"], A_c, part["B"], part["C"], D_c, part["z"], bias_c, ctx.delta_softplus
             )
+            grads = block_backward(grad_out[:, :, start:stop], grad_h, block, h_in, chunk_len, workspace)
             for name in result:
                 result[name][:, :, start:stop] = grads[name]
             for name in sums:
@@ -119,8 +109,9 @@ def _scan_outputs(
     delta_bias: torch.Tensor | None,
     delta_softplus: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """out (B, D, L) and the last state (B, D, N): the tensors a trace can record (inputs as the public call)."""
-    out, h, _, _ = scan_blocks(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    """out (B, D, L) and the last state (B, D, N): what a trace records, from flat arguments (a trace passes
+    tensors and constants to a compiled function, not a record)."""
+    out, h, _, _ = scan_blocks(ScanInputs(u, delta, A, B, C, D, z, delta_bias, delta_softplus))
     return out, h
 
 
@@ -137,42 +128,26 @@ def scan_core(
 
     ``delta`` is used as given (no bias, no softplus); there is no D skip and no gating.
     """
-    out, last = selective_scan_torch(u, delta, A, B, C, return_last_state=True)
+    out, last = torch_scan(ScanInputs(u, delta, A, B, C), return_last_state=True)
     return out, last
 
 
-def selective_scan_torch(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Selective scan in pure PyTorch, with mamba_ssm's ``selective_scan_fn`` signature.
+def torch_scan(inputs: ScanInputs, return_last_state: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The ``torch`` backend: the selective scan in pure PyTorch, on inputs in the native form.
+
+    Users call :func:`nnmamba_monai.ssm.selective_scan` (``backend="torch"``) or
+    :func:`nnmamba_monai.ssm.selective_scan_torch`, which check shapes and map the other call forms onto this.
 
     Under ``torch.jit.trace`` (e.g. ``monai.bundle ckpt_export``) the scan is recorded as a call to its
     TorchScript-compiled forward, which keeps its loops and its data-dependent chunk length, so the exported
     network is exact for any sequence length, not only the traced one.
 
-    Args:
-        u, delta: (B, D_inner, L).
-        A: (D_inner, N), real (negative for a stable scan).
-        B, C: (B, N, L), input-dependent.
-        D: (D_inner,) skip weight, optional.
-        z: (B, D_inner, L) gate, optional; the output is multiplied by SiLU(z).
-        delta_bias: (D_inner,), added to delta before the optional softplus.
-        delta_softplus: apply softplus to delta (+ bias).
-        return_last_state: also return the final state (B, D_inner, N) in the compute dtype.
     Returns:
-        out: (B, D_inner, L) in u's dtype (and the last state when asked).
+        out: (B, D_inner, L) in u's dtype; with ``return_last_state`` also the final state (B, D_inner, N) in the
+        compute dtype (float32, float64 for float64 inputs).
     """
     if torch.jit.is_tracing():
-        out, last_state = _scripted_scan()(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        out, last_state = _scripted_scan()(*inputs)
     else:
-        out, last_state = _SelectiveScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        out, last_state = _SelectiveScan.apply(*inputs)
     return (out, last_state) if return_last_state else out

@@ -1,6 +1,6 @@
 """Triton selective scan (forward and backward): the GPU backend that needs no CUDA compile.
 
-Semantics are exactly ``mamba_ssm.selective_scan_fn``'s (see :func:`selective_scan_triton`). The kernels are
+Semantics are exactly ``mamba_ssm.selective_scan_fn``'s (see :func:`triton_scan`). The kernels are
 in :mod:`nnmamba_monai.ssm._triton_kernels`; this module holds the launch logic, the autograd rule and the
 ``torch.library`` registration.
 
@@ -86,12 +86,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
-__all__ = ["ScanConfig", "default_config", "is_available", "selective_scan_triton"]
+from nnmamba_monai.ssm.scan_inputs import ScanInputs
+
+__all__ = ["ScanConfig", "default_config", "is_available", "scan_with_config", "triton_scan"]
 
 _HAS_TRITON = importlib.util.find_spec("triton") is not None
 
@@ -441,34 +444,24 @@ if _HAS_TRITON:
     register_autograd("nnmamba::selective_scan_fwd", _backward, setup_context=_setup_context)
 
 
-def selective_scan_triton(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    delta_bias: torch.Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-    config: ScanConfig | None = None,
+def triton_scan(
+    inputs: ScanInputs, return_last_state: bool = False, config: ScanConfig | None = None
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Selective scan on the GPU with Triton, ``mamba_ssm.selective_scan_fn``'s signature and semantics.
+    """The ``triton`` backend: the selective scan on the GPU with Triton, on inputs in the native form.
+
+    Users call :func:`nnmamba_monai.ssm.selective_scan` (``backend="triton"``) or
+    :func:`nnmamba_monai.ssm.selective_scan_triton`, which check shapes and map the other call forms onto this;
+    call it directly for explicit launch parameters (benchmarks, tests).
 
     Args:
-        u, delta: (B, D_inner, L), any floating dtype, any strides.
-        A: (D_inner, N), real (negative for a stable scan).
-        B, C: (B, N, L), input-dependent.
-        D: (D_inner,) skip weight, optional.
-        z: (B, D_inner, L) gate, optional; the output is multiplied by SiLU(z).
-        delta_bias: (D_inner,), added to delta before the optional softplus.
-        delta_softplus: apply softplus to delta (+ bias).
+        inputs: u, delta (B, D_inner, L) of any floating dtype and any strides; A (D_inner, N) real; B, C
+            (B, N, L); optional D, z, delta_bias (see :class:`~nnmamba_monai.ssm.scan_inputs.ScanInputs`).
         return_last_state: also return the final state (B, D_inner, N), float32.
         config: launch parameters; :func:`default_config` when None.
     Returns:
         out: (B, D_inner, L) in u's dtype (and the last state when asked).
     """
+    u = inputs.u
     if not _HAS_TRITON:
         raise RuntimeError("the Triton selective scan needs the triton package (pip install triton)")
     if u.device.type != "cuda" and not _interpreting():
@@ -480,6 +473,16 @@ def selective_scan_triton(
     if config is None:
         config = default_config(batch, d_inner, length)
     out, last, _ = torch.ops.nnmamba.selective_scan_fwd(
-        u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), *config.launch_args()
+        *inputs[:-1], bool(inputs.delta_softplus), *config.launch_args()
     )
     return (out, last.transpose(1, 2)) if return_last_state else out
+
+
+def scan_with_config(config: ScanConfig | None) -> Callable[..., torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`triton_scan` with fixed launch parameters, called with ``selective_scan``'s arguments (native form
+    only, no shape checks): ``scan_with_config(cfg)(u, delta, A, B, C, D=..., return_last_state=True)``."""
+
+    def scan(*args, return_last_state: bool = False, **kwargs):
+        return triton_scan(ScanInputs(*args, **kwargs), return_last_state, config)
+
+    return scan
