@@ -21,7 +21,6 @@ the override, runs it once on a zero input of the bundle's input shape, and prin
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -40,6 +39,7 @@ from nnmamba_monai.checkpoint import (
     load_authors_checkpoint,
     load_weights_only,
 )
+from nnmamba_monai.command_line import command_parser
 
 if TYPE_CHECKING:
     from monai.bundle import ConfigParser
@@ -238,11 +238,7 @@ def inference_command(bundle: str | os.PathLike, config_file: str = INFERENCE_CO
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m nnmamba_monai.convert_checkpoint",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("nnmamba_monai.convert_checkpoint", __doc__)
     parser.add_argument("--checkpoint", required=True, type=Path, help="file saved by the authors' code")
     parser.add_argument("--bundle", required=True, type=Path, help="bundle folder, e.g. bundles/<name>")
     parser.add_argument("--output", type=Path, help="write into a copy of the bundle at this new folder")

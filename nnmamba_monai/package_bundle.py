@@ -27,7 +27,6 @@ resolves that path against the working directory, so it would not travel with th
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -44,6 +43,7 @@ import yaml
 from nnmamba_monai.atomic import atomic_write
 from nnmamba_monai.bundle_config import NETWORK_SETTINGS
 from nnmamba_monai.checkpoint import load_weights_only
+from nnmamba_monai.command_line import command_parser
 
 __all__ = [
     "allowed_member",
@@ -228,7 +228,7 @@ def package_bundle(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("nnmamba_monai.package_bundle", __doc__)
     parser.add_argument("--bundle", required=True, type=Path, help="bundle folder, e.g. bundles/<name>")
     parser.add_argument("--weights", required=True, type=Path, help="trained state_dict (torch.save) to ship")
     parser.add_argument("--output", default=Path("dist"), type=Path, help="folder for the zip (default: dist)")

@@ -21,15 +21,12 @@ from nnmamba_monai.check_data.case_checks import check_entries
 from nnmamba_monai.check_data.findings import Severity
 from nnmamba_monai.check_data.report import render_table, summary_line
 from nnmamba_monai.check_data.spec import DEFAULT_MAX_VOXELS
+from nnmamba_monai.command_line import command_parser
 from nnmamba_monai.datalist.schema import DatalistSchemaError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m nnmamba_monai.check_data",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("nnmamba_monai.check_data", __doc__)
     parser.add_argument("--bundle", required=True, type=Path, help="the bundle folder (holds configs/)")
     parser.add_argument("--dataset_dir", required=True, type=Path, help="the dataset folder training reads")
     parser.add_argument("--datalist_file", type=Path, help="datalist JSON (default: the train config's)")

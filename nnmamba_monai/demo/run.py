@@ -26,6 +26,7 @@ import torch
 
 from nnmamba_monai import bundle_config
 from nnmamba_monai.checkpoint import load_weights_only
+from nnmamba_monai.command_line import command_parser
 from nnmamba_monai.demo.evaluation import evaluate_files, write_metrics
 from nnmamba_monai.demo.figures import plot_overlay, plot_training_curve
 from nnmamba_monai.demo.history import LOGGER_NAME, read_history
@@ -116,11 +117,7 @@ def _run_workflow(config_files: list[Path], workflow_type: str, overrides: dict[
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m nnmamba_monai.demo",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("nnmamba_monai.demo", __doc__)
     parser.add_argument("--output", type=Path, default=Path("nnmamba_demo"), help="output folder (./nnmamba_demo)")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs (30)")
     parser.add_argument(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nnmamba_monai.bundle_config import NETWORK_SETTINGS, find_bundle
+from nnmamba_monai.command_line import command_parser
 from nnmamba_monai.predict.inputs import find_scans
 from nnmamba_monai.refusal import find_refusal
 from nnmamba_monai.transforms.scan_reader import scan_format, supported_formats
@@ -46,11 +47,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m nnmamba_monai.predict",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("nnmamba_monai.predict", __doc__)
     parser.add_argument("inputs", nargs="+", help=f"scans: {supported_formats()}, or folders of them")
     parser.add_argument("--bundle", required=True, help="bundle name (e.g. amos_mr_nnmamba_segmentation) or folder")
     parser.add_argument("--output", type=Path, required=True, help="folder for the predictions")

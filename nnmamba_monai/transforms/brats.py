@@ -50,6 +50,16 @@ def _plain_tensor(data: torch.Tensor | np.ndarray) -> torch.Tensor:
     return data.as_tensor() if isinstance(data, MetaTensor) else torch.as_tensor(data)
 
 
+def _like_input(result: torch.Tensor, given: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """``result`` as the type the transform was given: a numpy array, a MetaTensor (its metadata and applied
+    operations carried over) or a plain tensor."""
+    if isinstance(given, np.ndarray):
+        return result.numpy()
+    if isinstance(given, MetaTensor):
+        return MetaTensor(result, meta=given.meta, applied_operations=given.applied_operations)
+    return result
+
+
 def _as_label_volume(label: torch.Tensor, name: str) -> torch.Tensor:
     """(1, H, W, D) or (H, W, D) -> (H, W, D)."""
     if label.ndim >= 4 and label.shape[0] == 1:
@@ -73,7 +83,6 @@ class BratsLabelsToRegions(Transform):
         self.et_label = _check_et_label(et_label)
 
     def __call__(self, label: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-        as_numpy = isinstance(label, np.ndarray)
         volume = _as_label_volume(_plain_tensor(label), type(self).__name__)
         present = {float(v) for v in torch.unique(volume).tolist()}
         unexpected = sorted(present - {0.0, float(NCR_LABEL), float(ED_LABEL), float(self.et_label)})
@@ -85,11 +94,7 @@ class BratsLabelsToRegions(Transform):
             )
         ncr, ed, et = volume == NCR_LABEL, volume == ED_LABEL, volume == self.et_label
         regions = torch.stack([ncr | ed | et, ncr | et, et]).to(torch.float32)
-        if as_numpy:
-            return regions.numpy()
-        if isinstance(label, MetaTensor):
-            return MetaTensor(regions, meta=label.meta, applied_operations=label.applied_operations)
-        return regions
+        return _like_input(regions, label)
 
 
 class BratsRegionsToLabels(Transform):
@@ -110,7 +115,6 @@ class BratsRegionsToLabels(Transform):
         self.threshold = float(threshold)
 
     def __call__(self, regions: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-        as_numpy = isinstance(regions, np.ndarray)
         data = _plain_tensor(regions)
         if data.ndim != 4 or data.shape[0] != len(BRATS_REGIONS):
             raise ValueError(
@@ -122,15 +126,31 @@ class BratsRegionsToLabels(Transform):
         labels[wt] = ED_LABEL
         labels[tc] = NCR_LABEL
         labels[et] = self.et_label
-        labels = labels[None]
-        if as_numpy:
-            return labels.numpy()
-        if isinstance(regions, MetaTensor):
-            return MetaTensor(labels, meta=regions.meta, applied_operations=regions.applied_operations)
-        return labels
+        return _like_input(labels[None], regions)
 
 
-class BratsLabelsToRegionsd(MapTransform):
+class _KeyedConversion(MapTransform):
+    """Applies an array transform, ``converter``, to each key and writes the result under its output key."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        converter: Transform,
+        output_keys: KeysCollection | None,
+        allow_missing_keys: bool,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.converter = converter
+        self.output_keys = _output_keys(self.keys, output_keys)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_keys[key]] = self.converter(d[key])
+        return d
+
+
+class BratsLabelsToRegionsd(_KeyedConversion):
     """Dictionary version of :class:`BratsLabelsToRegions` (usually ``keys="label"``).
 
     Args:
@@ -147,18 +167,10 @@ class BratsLabelsToRegionsd(MapTransform):
         output_keys: KeysCollection | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.converter = BratsLabelsToRegions(et_label=et_label)
-        self.output_keys = _output_keys(self.keys, output_keys)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[self.output_keys[key]] = self.converter(d[key])
-        return d
+        super().__init__(keys, BratsLabelsToRegions(et_label=et_label), output_keys, allow_missing_keys)
 
 
-class BratsRegionsToLabelsd(MapTransform):
+class BratsRegionsToLabelsd(_KeyedConversion):
     """Dictionary version of :class:`BratsRegionsToLabels` (usually ``keys="pred"``).
 
     Args:
@@ -177,15 +189,8 @@ class BratsRegionsToLabelsd(MapTransform):
         output_keys: KeysCollection | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.converter = BratsRegionsToLabels(et_label=et_label, threshold=threshold)
-        self.output_keys = _output_keys(self.keys, output_keys)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[self.output_keys[key]] = self.converter(d[key])
-        return d
+        converter = BratsRegionsToLabels(et_label=et_label, threshold=threshold)
+        super().__init__(keys, converter, output_keys, allow_missing_keys)
 
 
 def _output_keys(keys: tuple[Hashable, ...], output_keys: KeysCollection | None) -> dict[Hashable, Hashable]:
