@@ -9,7 +9,8 @@ Cases (random inputs of the sizes the bundles see after their preprocessing; no 
 Runs (network, sliding-window settings; random weights, eval mode, ``torch.no_grad``):
   nnMamba          the bundle's inference.json: roi 128^3, sw_batch_size 2, overlap 0.5, gaussian
   nnMamba_cpu      the bundles' CPU preset (configs/inference_cpu.json): ``FusedInference`` (BatchNorm folded,
-                   oneDNN convolutions), roi 128^3, sw_batch_size 1, overlap 0.125, gaussian
+                   oneDNN convolutions, the ``cpp`` scan backend where it can be built), roi 128^3, sw_batch_size 1,
+                   overlap 0.125, gaussian
   SegResNet        (brats) MONAI model zoo brats_mri_segmentation: blocks_down (1, 2, 2, 4), blocks_up (1, 1, 1),
                    init_filters 16, dropout 0.2; roi (240, 240, 160), sw_batch_size 1, overlap 0.5 (constant)
   DynUNet          (amos) nnU-Net-style 3d_fullres: kernels 3, strides (1, 2, 2, 2, 2, 2), filters 32..320,
@@ -21,7 +22,8 @@ table reports how many voxels the preset's prediction shares with the default's:
 of how much the window/overlap change moves the output, not an accuracy.
 
 ``--window``: one 128^3 window at batch 1 for every network in one process, interleaved (nnMamba, nnMamba
-fused, SegResNet, DynUNet, repeated), median of ``--repeats``: the per-window ratios the shared cores disturb least.
+fused with the torch scan, nnMamba as the CPU preset runs it, SegResNet, DynUNet, repeated), median of
+``--repeats``: the per-window ratios the shared cores disturb least.
 
     python benchmarks/infer_cpu.py                 # both cases + the window table; JSON in benchmarks/results/
     python benchmarks/infer_cpu.py --cases brats --runs nnMamba_cpu SegResNet
@@ -62,11 +64,15 @@ def build(run: str, in_channels: int, out_channels: int):
     from monai.networks.nets import DynUNet, SegResNet
 
     from nnmamba_monai.networks import FusedInference, nnMambaSeg
+    from nnmamba_monai.ssm import available_backends
 
-    if run in ("nnMamba", "nnMamba_cpu"):
+    if run in ("nnMamba", "nnMamba_fused", "nnMamba_cpu"):
         net = nnMambaSeg(3, in_channels, out_channels, out_relu=False)
-        if run == "nnMamba_cpu":
+        if run == "nnMamba_fused":  # the preset without the C++ scan (a machine without a compiler)
             return FusedInference(net).eval(), CPU_PRESET_WINDOW
+        if run == "nnMamba_cpu":  # as inference_cpu.json: the cpp scan where it can be built
+            scan_backend = "cpp" if "cpp" in available_backends() else None
+            return FusedInference(net, scan_backend=scan_backend).eval(), CPU_PRESET_WINDOW
         return net.eval(), BUNDLE_WINDOW
     if run == "SegResNet":
         net = SegResNet(
@@ -147,6 +153,7 @@ def run_window(threads: int, repeats: int) -> dict:
     torch.manual_seed(0)
     nets = {
         "nnMamba": build("nnMamba", 4, 3)[0],
+        "nnMamba_fused": build("nnMamba_fused", 4, 3)[0],
         "nnMamba_cpu": build("nnMamba_cpu", 4, 3)[0],
         "SegResNet": build("SegResNet", 4, 3)[0],
         "DynUNet": build("DynUNet", 1, 16)[0],

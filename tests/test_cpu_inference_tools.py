@@ -10,6 +10,7 @@ from monai.data.utils import dense_patch_slices
 from monai.inferers.utils import _get_scan_interval
 
 from nnmamba_monai.networks import FusedInference
+from nnmamba_monai.ssm import available_backends
 from tests.conftest import REPO_ROOT
 
 
@@ -44,6 +45,13 @@ def test_preset_wraps_the_loaded_network(bundle):
     # the checkpoint loader still fills the original network, whose keys the checkpoint has
     loader = next(h for h in parser.get_parsed_content("handlers") if type(h).__name__ == "CheckpointLoader")
     assert loader.load_dict["model"] is network.network is parser.get_parsed_content("network")
+    # the C++ scan forward where it can be built (this machine can), else each layer's own backend
+    assert network.scan_backend == ("cpp" if "cpp" in available_backends() else None)
+
+
+def test_preset_falls_back_to_the_layers_backend_without_a_compiler(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    assert parse_preset("brats_nnmamba_segmentation").get_parsed_content("evaluator#network").scan_backend is None
 
 
 @pytest.mark.parametrize("bundle", SEGMENTATION)

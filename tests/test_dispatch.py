@@ -76,8 +76,8 @@ def scratch_registry(monkeypatch):
 
 def test_builtin_registry_matches_the_documented_order():
     names = [entry.name for entry in dispatch._BY_PRIORITY]
-    assert names == ["triton", "mamba_ssm", "torch"]
-    assert dispatch.BACKENDS == ("auto", "torch", "triton", "mamba_ssm")
+    assert names == ["triton", "mamba_ssm", "cpp", "torch"]
+    assert dispatch.BACKENDS == ("auto", "torch", "triton", "mamba_ssm", "cpp")
 
 
 def test_a_new_backend_is_one_entry(scratch_registry):

@@ -255,3 +255,23 @@ def test_checkpoint_of_another_network_class_names_the_class():
         "pass --network_def#_target_ nnmamba_monai.networks.nnMambaSeg"
     )
     assert checkpoint_mismatch(segmentation, segmentation, "m.pt") is None
+
+
+def test_cpu_preset_gives_the_same_brain_mask(tmp_path, scans):
+    """--cpu_preset on the shipped brain-extraction weights (fused network, C++ scan where it builds): the mask of
+    the plain inference config, up to voxels where float rounding tips the argmax."""
+    crop = [str(scans["nifti"][0])]
+    plain = predict("brain_nnmamba_extraction", crop, tmp_path / "plain", device="cpu")
+    preset = predict("brain_nnmamba_extraction", crop, tmp_path / "preset", device="cpu", cpu_preset=True)
+    assert plain["cases"] == preset["cases"] == 1
+    a, b = (np.asarray(nib.load(str(tmp_path / d / "crop_nifti_seg.nii.gz")).dataobj) for d in ("plain", "preset"))
+    assert a.shape == b.shape and a.any()
+    assert (a != b).mean() <= 1e-4
+
+
+def test_cpu_preset_of_a_bundle_without_one_is_named(tmp_path, scans):
+    bundle = copy_bundle("brain_nnmamba_extraction", tmp_path)
+    (bundle / "configs" / "inference_cpu.json").unlink()
+    message = r"--cpu_preset: brain_nnmamba_extraction has no configs/inference_cpu\.json"
+    with pytest.raises(FileNotFoundError, match=message):
+        predict(bundle, [str(scans["nifti"][0])], tmp_path / "out", device="cpu", cpu_preset=True)

@@ -24,6 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from nnmamba_monai.blocks.mic import MICCSSLayer, MICLayer
 from nnmamba_monai.blocks.onednn_conv import use_onednn_convs
 from nnmamba_monai.blocks.residual import ResidualBlock
+from nnmamba_monai.ssm.mamba import Mamba
 
 __all__ = ["FusedInference", "fuse_for_inference"]
 
@@ -59,13 +60,15 @@ def _fold_pairs(module: nn.Module) -> Iterator[tuple[nn.Module, str, str]]:
             yield module, conv_name, bn_name
 
 
-def fuse_for_inference(network: nn.Module) -> nn.Module:
+def fuse_for_inference(network: nn.Module, scan_backend: str | None = None) -> nn.Module:
     """An eval-mode copy of ``network`` with BatchNorm folded into convolutions and oneDNN 3D convolutions.
 
     Args:
         network: any module; nnMamba's blocks (DoubleConv, ResidualBlock, MIC, MICCSS) are folded completely,
             other conv -> BN pairs inside ``nn.Sequential`` containers too. Shared submodules (nnMamba's
             per-stage SSM layer) stay shared in the copy.
+        scan_backend: when given, the selective-scan backend of every Mamba layer of the copy (e.g. ``"cpp"``,
+            the C++ CPU forward: :mod:`nnmamba_monai.ssm.scan_cpp`); None keeps each layer's own.
     Returns:
         the copy, in eval mode with ``requires_grad`` off; ``network`` itself is unchanged.
     """
@@ -76,6 +79,10 @@ def fuse_for_inference(network: nn.Module) -> nn.Module:
             setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
             setattr(parent, bn_name, nn.Identity())
     use_onednn_convs(fused)
+    if scan_backend is not None:
+        for module in fused.modules():
+            if isinstance(module, Mamba):
+                module.backend = scan_backend
     for parameter in fused.parameters():
         parameter.requires_grad_(False)
     return fused
@@ -90,13 +97,15 @@ def _fingerprint(network: nn.Module) -> tuple:
 class FusedInference(nn.Module):
     """``network`` while it is in training mode; in eval mode its fused copy, rebuilt when the weights change.
 
-    The copy is :func:`fuse_for_inference` of ``network``. State-dict calls go to ``network`` itself (same keys as
-    the unwrapped network), so checkpoints load into and save from either. Input and output as ``network``.
+    The copy is :func:`fuse_for_inference` of ``network`` (with ``scan_backend``). State-dict calls go to ``network``
+    itself (same keys as the unwrapped network), so checkpoints load into and save from either. Input and output
+    as ``network``.
     """
 
-    def __init__(self, network: nn.Module) -> None:
+    def __init__(self, network: nn.Module, scan_backend: str | None = None) -> None:
         super().__init__()
         self.network = network
+        self.scan_backend = scan_backend
         self._fused: nn.Module | None = None
         self._fused_from: tuple | None = None
 
@@ -106,7 +115,7 @@ class FusedInference(nn.Module):
             return self.network(*args, **kwargs)
         fingerprint = _fingerprint(self.network)
         if self._fused is None or fingerprint != self._fused_from:
-            self._fused = fuse_for_inference(self.network)
+            self._fused = fuse_for_inference(self.network, self.scan_backend)
             self._fused_from = fingerprint
         return self._fused(*args, **kwargs)
 

@@ -56,6 +56,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--config_file", action="append", default=[], help="more override configs, layered last (repeatable)"
     )
     parser.add_argument("--device", default=None, help="torch device (cuda:0 when available, else cpu)")
+    parser.add_argument(
+        "--cpu_preset",
+        action="store_true",
+        help="layer the bundle's configs/inference_cpu.json (CPU-only machines; its docs say what it changes)",
+    )
     return parser.parse_args(argv)
 
 
@@ -66,6 +71,7 @@ def predict(
     ckpt_dir: str | Path | None = None,
     config_files: Sequence[str | Path] = (),
     device: str | None = None,
+    cpu_preset: bool = False,
 ) -> dict[str, Any]:
     """Run the bundle's inference on ``inputs``; returns ``{"cases": n, "seconds": s, "output": folder}``.
 
@@ -76,6 +82,8 @@ def predict(
         ckpt_dir: the folder of ``model.pt`` and, when present, ``network.json`` (default ``<bundle>/models``).
         config_files: more override configs, layered after ``network.json``.
         device: a torch device string; the config's choice when None.
+        cpu_preset: layer the bundle's ``configs/inference_cpu.json`` (fused network, the C++ scan where it can be
+            built, the bundle's CPU window settings) after ``network.json``.
 
     Raises:
         FileNotFoundError: the bundle is not found.
@@ -89,6 +97,11 @@ def predict(
     files = [bundle / "configs" / "inference.json"]
     if (ckpt_dir / NETWORK_SETTINGS).is_file():
         files.append(ckpt_dir / NETWORK_SETTINGS)
+    if cpu_preset:
+        preset = bundle / "configs" / "inference_cpu.json"
+        if not preset.is_file():
+            raise FileNotFoundError(f"--cpu_preset: {bundle.name} has no {preset.relative_to(bundle)}")
+        files.append(preset)
     files += [Path(f) for f in config_files]
     scans = expand_inputs([str(i) for i in inputs])
     overrides: dict[str, Any] = {
@@ -149,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
-            predict(args.bundle, args.inputs, args.output, args.ckpt_dir, args.config_file, args.device)
+            predict(
+                args.bundle, args.inputs, args.output, args.ckpt_dir, args.config_file, args.device, args.cpu_preset
+            )
     except FileNotFoundError as error:
         print(f"python -m nnmamba_monai.predict: error: {error}", file=sys.stderr)
         return 1

@@ -3,7 +3,8 @@
 Choice order: the ``backend`` argument when it is not ``"auto"``, else the environment variable
 ``NNMAMBA_SSM_BACKEND``, else automatic: the highest-priority registered backend that is available for the
 input's device. With the built-in entries that is, on CUDA tensors, ``triton`` when Triton imports, then
-``mamba_ssm`` when installed, then ``torch``; on any other device ``torch``.
+``mamba_ssm`` when installed, then ``torch``; on any other device ``torch``. ``cpp`` (a C++ forward for CPU
+inference, compiled on first use: :mod:`nnmamba_monai.ssm.scan_cpp`) is only taken when asked for by name.
 
 A backend is one :class:`ScanBackend` entry in ``REGISTRY`` (see CONTRIBUTING.md); :func:`register_backend`
 adds one at run time.
@@ -104,6 +105,18 @@ def _triton_scan(inputs: ScanInputs, return_last_state: bool):
     return scan_triton.triton_scan(inputs, return_last_state)
 
 
+def _cpp_unavailable(device: torch.device) -> str | None:
+    from nnmamba_monai.ssm import scan_cpp
+
+    return scan_cpp.unavailable(device)
+
+
+def _cpp_scan(inputs: ScanInputs, return_last_state: bool):
+    from nnmamba_monai.ssm import scan_cpp
+
+    return scan_cpp.cpp_scan(inputs, return_last_state)
+
+
 def _mamba_ssm_unavailable(device: torch.device) -> str | None:
     if not scan_mamba_ssm.is_available():
         return "requested but the mamba_ssm package is not installed"
@@ -139,7 +152,10 @@ register_backend(
     )
 )
 
-BACKENDS = ("auto", *REGISTRY)  # the built-in choices: ("auto", "torch", "triton", "mamba_ssm")
+# Only by name: its first call compiles the kernel (see scan_cpp), so automatic choice (auto_devices=()) never takes it.
+register_backend(ScanBackend("cpp", _cpp_scan, priority=5, unavailable=_cpp_unavailable, auto_devices=()))
+
+BACKENDS = ("auto", *REGISTRY)  # the built-in choices: ("auto", "torch", "triton", "mamba_ssm", "cpp")
 
 
 def available_backends() -> list[str]:
@@ -244,7 +260,7 @@ def selective_scan(
         delta_bias: (D_inner,) added to delta before ``delta_softplus``.
         delta_softplus: apply softplus to the (biased) delta.
         return_last_state: also return the final state (B, D_inner, N) (complex for a complex A).
-        backend: "auto" or a registered name: "torch", "triton", "mamba_ssm" (see the module docstring).
+        backend: "auto" or a registered name: "torch", "triton", "mamba_ssm", "cpp" (see the module docstring).
     Returns:
         (B, D_inner, L) in u's dtype; with ``return_last_state`` a tuple (out, last_state).
     """
