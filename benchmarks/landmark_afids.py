@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--work_dir", type=Path, required=True, help="dataset, bundle copy, log (outside the repo)")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "landmark_afids.json")
     parser.add_argument("--num_copies", type=int, default=18)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--val_interval", type=int, default=5)
     parser.add_argument("--image_size", type=int, default=48)
     parser.add_argument("--channels", type=int, default=16)
