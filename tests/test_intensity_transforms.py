@@ -61,6 +61,8 @@ def test_intensity_curve_values_background_and_special_cases():
     out = IntensityCurve((0.0, 1.0, 0.5), background_fraction=0.1)(image)
     # u = 0.25 -> 0.5, u = 0.5 -> 1.0, u = 0.75 -> 0.75, u = 1 -> 0.5; output = 0.1 + curve * 0.9; air kept
     np.testing.assert_allclose(out.numpy(), [[0.0, 0.05, 0.1, 0.55, 1.0, 0.775, 0.55]], atol=1e-6)
+    integers = IntensityCurve((0.0, 1.0, 0.5), background_fraction=0.1)(torch.tensor([[0, 5, 10, 33, 55, 78, 100]]))
+    np.testing.assert_allclose(integers.numpy(), [[0.0, 5.0, 10.0, 56.0, 100.0, 77.0, 55.0]], atol=1e-4)
     ramp = torch.linspace(0, 1, 11)[None]
     np.testing.assert_allclose(IntensityCurve((0.0, 1.0), 0.05)(ramp).numpy(), ramp.numpy(), atol=1e-6)  # identity
     np.testing.assert_allclose(

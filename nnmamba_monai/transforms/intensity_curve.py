@@ -48,8 +48,9 @@ class IntensityCurve(Transform):
         self.background_fraction = background_fraction
 
     def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
-        """img: (C, *spatial); returns a tensor of the same shape (a MetaTensor keeps its metadata)."""
+        """img: (C, *spatial); returns a floating-point tensor of the same shape (a MetaTensor keeps its metadata)."""
         image = convert_to_tensor(img, track_meta=True)
+        image = image if image.is_floating_point() else image.float()
         flat = image.reshape(image.shape[0], -1)
         low, high = flat.amin(1), flat.amax(1)
         shape = (-1,) + (1,) * (image.dim() - 1)
