@@ -162,6 +162,8 @@ def bundle_overrides(args: argparse.Namespace, dataset_dir: Path) -> list[str]:
         "image_size": size,
         "heatmap_sigma": args.heatmap_sigma,
         "contrast_prob": args.contrast_prob,
+        "contrast_curve_prob": args.contrast_curve_prob,
+        "contrast_background_fraction": args.contrast_background_fraction,
         "num_workers": 0,
         "val_interval": args.val_interval,
         "train#trainer#max_epochs": args.epochs,
@@ -187,13 +189,20 @@ def main() -> None:
     parser.add_argument("--work_dir", type=Path, required=True, help="dataset, bundle copy, log (outside the repo)")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "landmark_afids.json")
     parser.add_argument("--num_copies", type=int, default=18)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--val_interval", type=int, default=5)
     parser.add_argument("--image_size", type=int, default=48)
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--heatmap_sigma", type=float, default=3.0)
     parser.add_argument("--weight_decay", type=float, default=0.0, help="Adam's L2 term (the bundle: 1e-3)")
-    parser.add_argument("--contrast_prob", type=float, default=0.5)
+    parser.add_argument("--contrast_prob", type=float, default=0.5, help="inversion, gamma, histogram, bias field")
+    parser.add_argument("--contrast_curve_prob", type=float, default=0.5, help="random non-monotonic intensity curve")
+    parser.add_argument(
+        "--contrast_background_fraction",
+        type=float,
+        default=0.1,
+        help="intensities below this fraction of the range stay as they are (the T1's air: 3-7 %%)",
+    )
     parser.add_argument("--grid_mm", type=float, default=2.0)
     parser.add_argument("--max_rotation_deg", type=float, default=15.0)
     parser.add_argument("--max_shift_mm", type=float, default=10.0)

@@ -1,4 +1,5 @@
-"""Foreground intensity inversion (T2-like contrast from T1): values, background kept, metadata, randomness."""
+"""Contrast augmentation: foreground inversion (T2-like contrast from T1) and random intensity curves: values,
+background kept, metadata, randomness."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from nnmamba_monai.transforms import IntensityInversion, RandIntensityInversion, RandIntensityInversiond
+from nnmamba_monai.transforms import (
+    IntensityCurve,
+    IntensityInversion,
+    RandIntensityCurve,
+    RandIntensityCurved,
+    RandIntensityInversion,
+    RandIntensityInversiond,
+)
 
 
 def test_foreground_is_mirrored_within_its_range_and_background_kept():
@@ -46,3 +54,66 @@ def test_random_versions_apply_with_their_probability_to_every_key():
 def test_invalid_background_fraction_is_refused():
     with pytest.raises(ValueError, match="background_fraction must be in"):
         IntensityInversion(1.0)
+
+
+def test_intensity_curve_values_background_and_special_cases():
+    image = torch.tensor([[0.0, 0.05, 0.1, 0.325, 0.55, 0.775, 1.0]])  # threshold 0.1, span 0.9
+    out = IntensityCurve((0.0, 1.0, 0.5), background_fraction=0.1)(image)
+    # u = 0.25 -> 0.5, u = 0.5 -> 1.0, u = 0.75 -> 0.75, u = 1 -> 0.5; output = 0.1 + curve * 0.9; air kept
+    np.testing.assert_allclose(out.numpy(), [[0.0, 0.05, 0.1, 0.55, 1.0, 0.775, 0.55]], atol=1e-6)
+    integers = IntensityCurve((0.0, 1.0, 0.5), background_fraction=0.1)(torch.tensor([[0, 5, 10, 33, 55, 78, 100]]))
+    np.testing.assert_allclose(integers.numpy(), [[0.0, 5.0, 10.0, 56.0, 100.0, 77.0, 55.0]], atol=1e-4)
+    ramp = torch.linspace(0, 1, 11)[None]
+    np.testing.assert_allclose(IntensityCurve((0.0, 1.0), 0.05)(ramp).numpy(), ramp.numpy(), atol=1e-6)  # identity
+    np.testing.assert_allclose(
+        IntensityCurve((1.0, 0.0), 0.05)(ramp).numpy(), IntensityInversion(0.05)(ramp).numpy(), atol=1e-6
+    )
+
+
+def test_intensity_curve_reorders_t1_tissues_like_a_t2_and_keeps_metadata():
+    # T1 scaled to [0, 1]: air, CSF, grey, white matter
+    image = MetaTensor(
+        torch.tensor([0.02, 0.35, 0.6, 0.85, 1.0]).view(1, 5, 1, 1), affine=torch.diag(torch.tensor([2.0, 2, 2, 1]))
+    )
+    out = IntensityCurve((0.0, 1.0, 0.5, 0.4), background_fraction=0.05)(image)
+    air, csf, grey, white, _ = out.view(-1)
+    assert air == pytest.approx(0.02, abs=1e-6) and white < grey < csf  # not reachable by a monotonic transform
+    assert isinstance(out, MetaTensor) and torch.equal(out.affine, image.affine)
+
+
+def test_random_curves_are_mostly_non_monotonic_seeded_and_shared_by_keys():
+    ramp = torch.linspace(0, 1, 64).view(1, 64, 1, 1)
+    transform = RandIntensityCurved(keys=["a", "b"], prob=1.0, num_control_points=(3, 5), background_fraction=0.0)
+    transform.set_random_state(seed=3)
+    outputs = [transform({"a": ramp, "b": ramp.clone()}) for _ in range(30)]
+    assert all(torch.equal(o["a"], o["b"]) for o in outputs)  # one curve for every key
+    non_monotonic = [bool((o["a"].diff(dim=1) < 0).any() and (o["a"].diff(dim=1) > 0).any()) for o in outputs]
+    assert sum(non_monotonic) > 15
+    assert all(0.0 <= o["a"].min() and o["a"].max() <= 1.0 for o in outputs)
+    again = RandIntensityCurved(keys=["a", "b"], prob=1.0, num_control_points=(3, 5), background_fraction=0.0)
+    again.set_random_state(seed=3)
+    assert torch.equal(again({"a": ramp, "b": ramp})["a"], outputs[0]["a"])  # the seed fixes the curves
+    never = RandIntensityCurve(prob=0.0)
+    assert never(ramp) is ramp
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"levels": (0.5,)}, "levels must be at least two values"),
+        ({"levels": (0.0, 1.5)}, "levels must be at least two values"),
+        ({"levels": (0.0, 1.0), "background_fraction": 1.0}, "background_fraction must be in"),
+    ],
+)
+def test_invalid_curves_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        IntensityCurve(**kwargs)
+    if "background_fraction" not in kwargs:
+        return
+    with pytest.raises(ValueError, match=message):
+        RandIntensityCurve(background_fraction=kwargs["background_fraction"])
+
+
+def test_random_curve_refuses_fewer_than_two_control_points():
+    with pytest.raises(ValueError, match="num_control_points must be"):
+        RandIntensityCurve(num_control_points=(1, 4))

@@ -1,5 +1,5 @@
 """MONAI transforms for the bundles: BraTS labels <-> evaluation regions; one reader for every scan format;
-contrast inversion; mask clean-up (brain extraction)."""
+contrast inversion and random intensity curves; mask clean-up (brain extraction)."""
 
 from nnmamba_monai.transforms.brats import (
     BRATS_REGIONS,
@@ -15,6 +15,7 @@ from nnmamba_monai.transforms.intensity import (
     RandIntensityInversiond,
     inverted_head_contrast,
 )
+from nnmamba_monai.transforms.intensity_curve import IntensityCurve, RandIntensityCurve, RandIntensityCurved
 from nnmamba_monai.transforms.mask import LargestComponentd, largest_component_filled
 from nnmamba_monai.transforms.scan_reader import SCAN_FORMATS, ScanReader, UnsupportedScanError, scan_format
 
@@ -25,7 +26,10 @@ __all__ = [
     "BratsRegionsToLabels",
     "BratsRegionsToLabelsd",
     "LargestComponentd",
+    "IntensityCurve",
     "IntensityInversion",
+    "RandIntensityCurve",
+    "RandIntensityCurved",
     "RandIntensityInversion",
     "RandIntensityInversiond",
     "brats_case_name",

@@ -158,9 +158,11 @@ def test_training_augments_contrast_including_a_t2_like_inversion():
     train = ConfigParser.load_config_file(SOURCE / "configs" / "train.json")
     targets = [t["_target_"] for t in train["train"]["random_transforms"]]
     assert targets[0] == "RandAffined"
-    for name in ("nnmamba_monai.transforms.RandIntensityInversiond", "RandAdjustContrastd", "RandHistogramShiftd",
-                 "RandBiasFieldd"):  # fmt: skip
+    for name in ("nnmamba_monai.transforms.RandIntensityInversiond", "nnmamba_monai.transforms.RandIntensityCurved",
+                 "RandAdjustContrastd", "RandHistogramShiftd", "RandBiasFieldd"):  # fmt: skip
         assert name in targets, name
+    curve = next(t for t in train["train"]["random_transforms"] if t["_target_"].endswith("RandIntensityCurved"))
+    assert curve["prob"] == "@contrast_curve_prob" and train["contrast_curve_prob"] > 0
     assert all(t["keys"] == "image" for t in train["train"]["random_transforms"])  # landmarks move via the affine
 
 

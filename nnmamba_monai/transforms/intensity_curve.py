@@ -1,0 +1,138 @@
+"""A random, generally non-monotonic intensity curve over the foreground: contrasts no monotonic transform reaches.
+
+MONAI's gamma, histogram shift and bias field keep the order of intensities; its ``RandIntensityRemap`` builds its
+curve over every distinct value of the image, which on a float volume is close to a random value per voxel. Another
+MR contrast reorders tissues in ways no single flip describes (a T2 makes fluid the brightest, white matter darker
+than grey matter and fat mid-grey), so a model meant to hold on contrasts it was not trained on sees random curves
+here: a few control points with random levels, linear in between, applied above a background threshold so the air
+stays dark. Training-time augmentation, not a model of MR physics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.config import KeysCollection
+from monai.config.type_definitions import NdarrayOrTensor
+from monai.transforms import MapTransform, RandomizableTransform, Transform
+from monai.utils.type_conversion import convert_to_tensor
+
+__all__ = ["IntensityCurve", "RandIntensityCurve", "RandIntensityCurved"]
+
+
+class IntensityCurve(Transform):
+    """Map the foreground intensities through a piecewise-linear curve; leave the background as it is.
+
+    Per channel, ``threshold = min + background_fraction * (max - min)``; a voxel above it at relative position
+    ``u = (v - threshold) / (max - threshold)`` in (0, 1] becomes ``threshold + curve(u) * (max - threshold)``,
+    where ``curve`` passes through ``levels`` at evenly spaced ``u`` (the first level at u = 0, the last at
+    u = 1) and is linear in between. Voxels at or below the threshold keep their value. ``levels`` (0, 1) is the
+    identity; (1, 0) is :class:`~nnmamba_monai.transforms.IntensityInversion`; (0, 1, 0.5, 0.4) on a T1 scaled to
+    [0, 1] (fluid 0.35, grey matter 0.6, white matter 0.85) gives a T2-like order: fluid brightest, white matter
+    below grey matter.
+
+    Args:
+        levels: the curve's values at its control points, each in [0, 1]; at least two.
+        background_fraction: the threshold's position between the image's minimum (0) and maximum (1).
+    """
+
+    def __init__(self, levels: Sequence[float], background_fraction: float = 0.05) -> None:
+        levels = [float(v) for v in levels]
+        if len(levels) < 2 or not all(0.0 <= v <= 1.0 for v in levels):
+            raise ValueError(f"levels must be at least two values in [0, 1]; got {levels}")
+        if not 0.0 <= background_fraction < 1.0:
+            raise ValueError(f"background_fraction must be in [0, 1); got {background_fraction}")
+        self.levels = levels
+        self.background_fraction = background_fraction
+
+    def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
+        """img: (C, *spatial); returns a floating-point tensor of the same shape (a MetaTensor keeps its metadata)."""
+        image = convert_to_tensor(img, track_meta=True)
+        image = image if image.is_floating_point() else image.float()
+        flat = image.reshape(image.shape[0], -1)
+        low, high = flat.amin(1), flat.amax(1)
+        shape = (-1,) + (1,) * (image.dim() - 1)
+        threshold = (low + self.background_fraction * (high - low)).view(shape)
+        span = (high.view(shape) - threshold).clamp_min(torch.finfo(image.dtype).tiny)
+        levels = torch.as_tensor(self.levels, dtype=image.dtype, device=image.device)
+        # position on the curve in units of control-point intervals: segment index and fraction within it
+        position = ((image - threshold) / span).clamp(0.0, 1.0) * (len(self.levels) - 1)
+        index = position.floor().long().clamp(max=len(self.levels) - 2)
+        fraction = position - index
+        curve = levels[index] * (1 - fraction) + levels[index + 1] * fraction
+        return torch.where(image > threshold, threshold + curve * span, image)
+
+
+class RandIntensityCurve(RandomizableTransform):
+    """:class:`IntensityCurve` with probability ``prob`` and random levels.
+
+    Each draw picks the number of control points uniformly in ``num_control_points`` (inclusive) and each level
+    uniformly in [0, 1], so the curve is usually not monotonic.
+
+    Args:
+        prob: probability of applying a curve.
+        num_control_points: (min, max) number of control points, min >= 2.
+        background_fraction: see :class:`IntensityCurve`.
+    """
+
+    def __init__(
+        self, prob: float = 0.1, num_control_points: Sequence[int] = (3, 6), background_fraction: float = 0.05
+    ) -> None:
+        RandomizableTransform.__init__(self, prob)
+        low, high = (int(n) for n in num_control_points)
+        if not 2 <= low <= high:
+            raise ValueError(f"num_control_points must be (min, max) with 2 <= min <= max; got {num_control_points}")
+        self.num_control_points = (low, high)
+        IntensityCurve((0.0, 1.0), background_fraction)  # validates background_fraction
+        self.background_fraction = background_fraction
+        self.levels: list[float] = [0.0, 1.0]
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            count = self.R.randint(self.num_control_points[0], self.num_control_points[1] + 1)
+            self.levels = self.R.uniform(0.0, 1.0, count).tolist()
+
+    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
+        """img: (C, *spatial); unchanged when not drawn."""
+        if randomize:
+            self.randomize()
+        if not self._do_transform:
+            return img
+        return IntensityCurve(self.levels, self.background_fraction)(img)
+
+
+class RandIntensityCurved(RandomizableTransform, MapTransform):
+    """Dictionary version of :class:`RandIntensityCurve`: one draw per call, the same curve for every key.
+
+    Args:
+        keys: image keys (e.g. "image").
+        prob, num_control_points, background_fraction: see :class:`RandIntensityCurve`.
+        allow_missing_keys: do not raise if a key is missing.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        prob: float = 0.1,
+        num_control_points: Sequence[int] = (3, 6),
+        background_fraction: float = 0.05,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, 1.0)  # the inner transform draws with ``prob``
+        self.curve = RandIntensityCurve(prob, num_control_points, background_fraction)
+
+    def set_random_state(self, seed: int | None = None, state: Any = None) -> RandIntensityCurved:
+        super().set_random_state(seed, state)
+        self.curve.set_random_state(seed, state)
+        return self
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.curve.randomize()
+        for key in self.key_iterator(d):
+            d[key] = self.curve(d[key], randomize=False)
+        return d
