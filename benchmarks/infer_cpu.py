@@ -64,15 +64,14 @@ def build(run: str, in_channels: int, out_channels: int):
     from monai.networks.nets import DynUNet, SegResNet
 
     from nnmamba_monai.networks import FusedInference, nnMambaSeg
-    from nnmamba_monai.ssm import available_backends
+    from nnmamba_monai.ssm.scan_cpp import preset_backend
 
     if run in ("nnMamba", "nnMamba_fused", "nnMamba_cpu"):
         net = nnMambaSeg(3, in_channels, out_channels, out_relu=False)
         if run == "nnMamba_fused":  # the preset without the C++ scan (a machine without a compiler)
             return FusedInference(net).eval(), CPU_PRESET_WINDOW
         if run == "nnMamba_cpu":  # as inference_cpu.json: the cpp scan where it can be built
-            scan_backend = "cpp" if "cpp" in available_backends() else None
-            return FusedInference(net, scan_backend=scan_backend).eval(), CPU_PRESET_WINDOW
+            return FusedInference(net, scan_backend=preset_backend()).eval(), CPU_PRESET_WINDOW
         return net.eval(), BUNDLE_WINDOW
     if run == "SegResNet":
         net = SegResNet(

@@ -25,8 +25,9 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def inputs_for(batch: int, channels: int, length: int, d_state: int, flags: str, dtype=torch.float32) -> dict:
     """Random inputs; the optional ones (D, z, bias) selected by the letters of ``flags`` ("D", "z", "b")."""
-    inp = {k: v.to(dtype) if k not in ("A", "D", "delta_bias") else v.float() for k, v in
-           random_scan_inputs(batch, channels, length, d_state).items()}  # fmt: skip
+    generated = random_scan_inputs(batch, channels, length, d_state)  # float64
+    # the parameters (A, D, bias) stay float32, as a Mamba layer keeps them under autocast
+    inp = {k: v.float() if k in ("A", "D", "delta_bias") else v.to(dtype) for k, v in generated.items()}
     for key, letter in (("D", "D"), ("z", "z"), ("delta_bias", "b")):
         if letter not in flags:
             inp[key] = None

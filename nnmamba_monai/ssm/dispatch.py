@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nnmamba_monai.ssm import scan_mamba_ssm
+from nnmamba_monai.ssm import scan_cpp, scan_mamba_ssm
 from nnmamba_monai.ssm.scan_forms import is_native, needs_general, scan_general, scan_per_group
 from nnmamba_monai.ssm.scan_inputs import ScanInputs
 from nnmamba_monai.ssm.scan_torch import torch_scan
@@ -105,18 +105,6 @@ def _triton_scan(inputs: ScanInputs, return_last_state: bool):
     return scan_triton.triton_scan(inputs, return_last_state)
 
 
-def _cpp_unavailable(device: torch.device) -> str | None:
-    from nnmamba_monai.ssm import scan_cpp
-
-    return scan_cpp.unavailable(device)
-
-
-def _cpp_scan(inputs: ScanInputs, return_last_state: bool):
-    from nnmamba_monai.ssm import scan_cpp
-
-    return scan_cpp.cpp_scan(inputs, return_last_state)
-
-
 def _mamba_ssm_unavailable(device: torch.device) -> str | None:
     if not scan_mamba_ssm.is_available():
         return "requested but the mamba_ssm package is not installed"
@@ -153,7 +141,7 @@ register_backend(
 )
 
 # Only by name: its first call compiles the kernel (see scan_cpp), so automatic choice (auto_devices=()) never takes it.
-register_backend(ScanBackend("cpp", _cpp_scan, priority=5, unavailable=_cpp_unavailable, auto_devices=()))
+register_backend(ScanBackend("cpp", scan_cpp.cpp_scan, priority=5, unavailable=scan_cpp.unavailable, auto_devices=()))
 
 BACKENDS = ("auto", *REGISTRY)  # the built-in choices: ("auto", "torch", "triton", "mamba_ssm", "cpp")
 

@@ -81,6 +81,8 @@ void scan_row(const Row& row) {
 
 using RowScan = void (*)(const Row&);
 
+// The state sizes instantiated here are KERNEL_D_STATES in scan_cpp.py, which sends other sizes to the torch scan.
+
 RowScan row_scan_for(int64_t d_state) {
   switch (d_state) {
     case 1: return scan_row<1>;
@@ -99,8 +101,6 @@ const float* optional_data(const c10::optional<torch::Tensor>& t) {
 }
 
 }  // namespace
-
-bool supports_d_state(int64_t d_state) { return row_scan_for(d_state) != nullptr; }
 
 // u, delta: (B, D, L); A: (D, N); b_tokens, c_tokens: (B, L, N); d_skip, delta_bias: (D,); z: (B, D, L).
 // Every tensor float32 and contiguous. Returns out (B, D, L) and the last state (B, D, N).
@@ -144,5 +144,4 @@ std::vector<torch::Tensor> selective_scan_forward(const torch::Tensor& u, const 
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("selective_scan_forward", &selective_scan_forward, "selective scan forward (float32, CPU)");
-  m.def("supports_d_state", &supports_d_state, "whether a kernel is built for this state size");
 }
