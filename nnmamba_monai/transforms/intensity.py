@@ -37,18 +37,29 @@ class IntensityInversion(Transform):
     """
 
     def __init__(self, background_fraction: float = 0.05) -> None:
-        if not 0.0 <= background_fraction < 1.0:
-            raise ValueError(f"background_fraction must be in [0, 1); got {background_fraction}")
-        self.background_fraction = background_fraction
+        self.background_fraction = checked_background_fraction(background_fraction)
 
     def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
         """img: (C, *spatial); returns the same type and shape (a MetaTensor keeps its metadata)."""
         image = convert_to_tensor(img, track_meta=True)
-        flat = image.reshape(image.shape[0], -1)
-        low, high = flat.amin(1), flat.amax(1)
-        shape = (-1,) + (1,) * (image.dim() - 1)
-        threshold = (low + self.background_fraction * (high - low)).view(shape)
-        return torch.where(image > threshold, high.view(shape) + threshold - image, image)
+        threshold, high = foreground_threshold(image, self.background_fraction)
+        return torch.where(image > threshold, high + threshold - image, image)
+
+
+def checked_background_fraction(background_fraction: float) -> float:
+    """``background_fraction`` when it is in [0, 1), else a ``ValueError`` naming it."""
+    if not 0.0 <= background_fraction < 1.0:
+        raise ValueError(f"background_fraction must be in [0, 1); got {background_fraction}")
+    return background_fraction
+
+
+def foreground_threshold(image: torch.Tensor, background_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel of ``image`` (C, *spatial): the foreground threshold ``min + background_fraction * (max - min)``
+    and the maximum, each shaped (C, 1, ..., 1) to broadcast over the image."""
+    flat = image.reshape(image.shape[0], -1)
+    low, high = flat.amin(1), flat.amax(1)
+    shape = (-1,) + (1,) * (image.dim() - 1)
+    return (low + background_fraction * (high - low)).view(shape), high.view(shape)
 
 
 class RandIntensityInversion(RandomizableTransform):

@@ -19,6 +19,8 @@ from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.utils.type_conversion import convert_to_tensor
 
+from nnmamba_monai.transforms.intensity import checked_background_fraction, foreground_threshold
+
 __all__ = ["IntensityCurve", "RandIntensityCurve", "RandIntensityCurved"]
 
 
@@ -42,20 +44,15 @@ class IntensityCurve(Transform):
         levels = [float(v) for v in levels]
         if len(levels) < 2 or not all(0.0 <= v <= 1.0 for v in levels):
             raise ValueError(f"levels must be at least two values in [0, 1]; got {levels}")
-        if not 0.0 <= background_fraction < 1.0:
-            raise ValueError(f"background_fraction must be in [0, 1); got {background_fraction}")
         self.levels = levels
-        self.background_fraction = background_fraction
+        self.background_fraction = checked_background_fraction(background_fraction)
 
     def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
         """img: (C, *spatial); returns a floating-point tensor of the same shape (a MetaTensor keeps its metadata)."""
         image = convert_to_tensor(img, track_meta=True)
         image = image if image.is_floating_point() else image.float()
-        flat = image.reshape(image.shape[0], -1)
-        low, high = flat.amin(1), flat.amax(1)
-        shape = (-1,) + (1,) * (image.dim() - 1)
-        threshold = (low + self.background_fraction * (high - low)).view(shape)
-        span = (high.view(shape) - threshold).clamp_min(torch.finfo(image.dtype).tiny)
+        threshold, high = foreground_threshold(image, self.background_fraction)
+        span = (high - threshold).clamp_min(torch.finfo(image.dtype).tiny)
         levels = torch.as_tensor(self.levels, dtype=image.dtype, device=image.device)
         # position on the curve in units of control-point intervals: segment index and fraction within it
         position = ((image - threshold) / span).clamp(0.0, 1.0) * (len(self.levels) - 1)
@@ -85,8 +82,7 @@ class RandIntensityCurve(RandomizableTransform):
         if not 2 <= low <= high:
             raise ValueError(f"num_control_points must be (min, max) with 2 <= min <= max; got {num_control_points}")
         self.num_control_points = (low, high)
-        IntensityCurve((0.0, 1.0), background_fraction)  # validates background_fraction
-        self.background_fraction = background_fraction
+        self.background_fraction = checked_background_fraction(background_fraction)
         self.levels: list[float] = [0.0, 1.0]
 
     def randomize(self, data: Any = None) -> None:
