@@ -27,7 +27,6 @@ resolves that path against the working directory, so it would not travel with th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -44,12 +43,12 @@ from nnmamba_monai.atomic import atomic_write
 from nnmamba_monai.bundle_config import NETWORK_SETTINGS
 from nnmamba_monai.checkpoint import load_weights_only
 from nnmamba_monai.command_line import command_parser
+from nnmamba_monai.file_digest import file_digest
 
 __all__ = [
     "allowed_member",
     "check_self_contained",
     "check_state_dict_file",
-    "file_sha256",
     "package_bundle",
     "without_no_weights_sentences",
 ]
@@ -68,15 +67,6 @@ _DATALIST = re.compile(r"^datalist.*", re.IGNORECASE)
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".ts", ".ckpt", ".onnx", ".safetensors", ".bin", ".engine")
 _NO_WEIGHTS = re.compile(r"\bno trained weights\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=\.)\s+")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for piece in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 def _bundle_version(bundle: Path) -> str:
@@ -211,7 +201,7 @@ def package_bundle(
         shutil.copy(weights, staged / WEIGHTS_RELPATH)
         if (weights.parent / NETWORK_SETTINGS).is_file():  # the settings the weights were trained with travel along
             shutil.copyfile(weights.parent / NETWORK_SETTINGS, staged / SETTINGS_RELPATH)
-        sha256 = file_sha256(staged / WEIGHTS_RELPATH)
+        sha256 = file_digest(staged / WEIGHTS_RELPATH)
         _write_large_files(staged, url, sha256)
         _ship_metadata(staged / "configs" / "metadata.json", sha256, url, included=not exclude_weights)
 
@@ -223,7 +213,7 @@ def package_bundle(
                         archive.write(path, f"{bundle.name}/{relpath}")
 
         atomic_write(zip_path, write_zip)  # never a half-written zip under the final name
-    zip_path.with_name(zip_path.name + ".sha256").write_text(f"{file_sha256(zip_path)}  {zip_path.name}\n")
+    zip_path.with_name(zip_path.name + ".sha256").write_text(f"{file_digest(zip_path)}  {zip_path.name}\n")
     return zip_path
 
 

@@ -16,7 +16,6 @@ bundles whose paper datasets cannot be redistributed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from nnmamba_monai.file_digest import file_digest
 
 __all__ = ["BundleVerificationError", "main", "verify_bundle"]
 
@@ -40,14 +41,6 @@ NO_WEIGHTS_REASON = (
 
 class BundleVerificationError(ValueError):
     """A bundle fails one of the model zoo's checks; the message names the file and the reason."""
-
-
-def _file_digest(path: Path, hash_type: str) -> str:
-    digest = hashlib.new(hash_type)
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _large_file_entries(bundle: Path) -> tuple[Path | None, list[dict[str, Any]]]:
@@ -84,7 +77,7 @@ def check_large_files(bundle: Path) -> str:
         hash_val = str(entry.get("hash_val") or "")
         hash_type = str(entry.get("hash_type") or "md5").lower()
         if target.is_file():
-            if hash_val and _file_digest(target, hash_type) != hash_val.lower():
+            if hash_val and file_digest(target, hash_type) != hash_val.lower():
                 raise BundleVerificationError(f"{target}: {hash_type} does not match hash_val in {listing.name}")
             continue
         if not url.startswith(("http://", "https://")):

@@ -28,7 +28,6 @@ SHA-256), and MONAI Label's ``/info`` shows that description.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 
 from monai.bundle import ConfigParser
 
+from nnmamba_monai.file_digest import file_digest
 from nnmamba_monai.package_bundle import without_no_weights_sentences
 
 MONAILABEL_OVERRIDE = "configs/monailabel_infer.json"
@@ -163,14 +163,6 @@ def check_labels_match_network(config: Mapping) -> None:
         )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def served_metadata(metadata: dict, weights: Path | None, num_values: int = 0) -> dict:
     """``metadata`` whose ``description`` says which weights are served (or that none are)."""
     metadata = json.loads(json.dumps(metadata))
@@ -179,7 +171,7 @@ def served_metadata(metadata: dict, weights: Path | None, num_values: int = 0) -
         note = "No weights installed: MONAI Label skips this model until models/model.pt exists."
     else:
         note = (
-            f"Served weights: models/model.pt, sha256 {_sha256(weights)} ({num_values} values), copied from "
+            f"Served weights: models/model.pt, sha256 {file_digest(weights)} ({num_values} values), copied from "
             f"{weights.name} by scripts/monailabel_bundle.py."
         )
     metadata["description"] = f"{description} {note}".strip()

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -39,6 +38,7 @@ from brain_extraction_data import prepare  # noqa: E402
 
 from nnmamba_monai.checkpoint import extract_state_dict, load_weights_only  # noqa: E402
 from nnmamba_monai.demo.evaluation import evaluate_files  # noqa: E402
+from nnmamba_monai.file_digest import file_digest  # noqa: E402
 
 LARGE_FILES = """# Trained weights shipped in this repository (state dict, float32),
 # written by scripts/train_brain_extraction.py. The url is empty because the file ships inside the bundle:
@@ -89,7 +89,7 @@ def ship(checkpoint: Path) -> str:
     state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
     target = BUNDLE / "models" / "model.pt"
     torch.save(state, target)
-    sha256 = hashlib.sha256(target.read_bytes()).hexdigest()
+    sha256 = file_digest(target)
     (BUNDLE / "large_files.yml").write_text(LARGE_FILES.format(sha256=sha256))
     return sha256
 

@@ -19,11 +19,11 @@ import torch
 import yaml
 
 from nnmamba_monai import nnMambaSeg
+from nnmamba_monai.file_digest import file_digest
 from nnmamba_monai.package_bundle import (
     WEIGHTS_RELPATH,
     allowed_member,
     check_state_dict_file,
-    file_sha256,
     package_bundle,
 )
 from tests.bundle_support import (
@@ -137,7 +137,7 @@ def test_zip_holds_only_the_allow_list(published, tmp_path):
     # --exclude_weights: no weights file of any kind
     assert light == sorted(f"{BUNDLE}/{relpath}" for relpath in RELEASED)
     # the metadata says which weights belong to the zip, not that there are none
-    digest = file_sha256(published.weights)
+    digest = file_digest(published.weights)
     expected = {"path": WEIGHTS_RELPATH, "sha256": digest, "included": True, "url": published.weights_url}
     assert meta["trained_weights"] == expected
     assert light_meta["trained_weights"]["included"] is False and light_meta["trained_weights"]["sha256"] == digest
@@ -177,7 +177,7 @@ def test_cli_writes_one_top_level_folder_with_hashed_weights(published):
         "hash_type": "sha256",
     }
     digest, name = (zip_path.parent / f"{zip_path.name}.sha256").read_text().split()
-    assert (digest, name) == (file_sha256(zip_path), zip_path.name)
+    assert (digest, name) == (file_digest(zip_path), zip_path.name)
 
 
 @pytest.mark.parametrize("scheme", ["file", "http"])
@@ -207,7 +207,7 @@ def test_download_large_files_fetches_and_verifies_the_weights(published, tmp_pa
         archive.extractall(tmp_path)
     bundle = tmp_path / BUNDLE
     monai_bundle("download_large_files", bundle_path=str(bundle))
-    assert file_sha256(bundle / WEIGHTS_RELPATH) == file_sha256(published.weights)
+    assert file_digest(bundle / WEIGHTS_RELPATH) == file_digest(published.weights)
     _assert_same_weights(bundle / WEIGHTS_RELPATH, published.state)
 
 
