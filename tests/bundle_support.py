@@ -105,6 +105,10 @@ def _override_args(overrides: dict[str, Any]) -> list[str]:
     return args
 
 
+# an evaluation under torchrun: train.json's definitions, evaluate.json's evaluator, the shared multi-GPU layer
+MULTI_GPU_EVALUATION = ("configs/train.json", "configs/evaluate.json", "configs/multi_gpu_evaluate.json")
+
+
 def network_overrides_for(config_files: str | Sequence[str], overrides: dict[str, Any]) -> dict[str, Any]:
     """``overrides`` with ``network_def#<key>`` entries renamed ``network_override#<key>`` for a run that layers
     ``train.json``: there ``network_def`` is the one line that builds ``inference.json``'s ``network_def`` with
@@ -270,6 +274,19 @@ def verify_net_in_out(
     from monai.bundle import verify_net_in_out as monai_verify_net_in_out
 
     monai_verify_net_in_out("network_def", **arguments)
+
+
+def parse_bundle_configs(bundle_dir: str | Path, *config_names: str, **overrides: Any):
+    """A ``ConfigParser`` over the bundle's ``configs/<name>`` files (layered in order) and its metadata, with
+    ``bundle_root`` set to the bundle and ``overrides`` (ids, ``#`` paths too) applied; nothing parsed yet."""
+    from monai.bundle import ConfigParser
+
+    bundle_dir = Path(bundle_dir)
+    parser = ConfigParser()
+    parser.read_config([str(bundle_dir / "configs" / name) for name in config_names])
+    parser.read_meta(str(bundle_dir / "configs" / "metadata.json"))
+    parser.update({"bundle_root": str(bundle_dir), **overrides})
+    return parser
 
 
 def build_network(bundle_dir: str | Path, config_file: str = "configs/inference.json", **overrides: Any):

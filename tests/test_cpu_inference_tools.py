@@ -11,6 +11,7 @@ from monai.inferers.utils import _get_scan_interval
 
 from nnmamba_monai.networks import FusedInference
 from nnmamba_monai.ssm import available_backends
+from tests.bundle_support import BUNDLES_DIR, parse_bundle_configs
 from tests.conftest import REPO_ROOT
 
 
@@ -29,12 +30,10 @@ OTHERS = ["fetal_nnmamba_landmark", "adni_nnmamba_classification", "brain_nnmamb
 
 
 def parse_preset(bundle: str) -> ConfigParser:
-    configs = REPO_ROOT / "bundles" / bundle / "configs"
-    files = [str(configs / "inference.json"), str(configs / "inference_cpu.json")]
-    parser = ConfigParser(ConfigParser.load_config_files(files))
-    parser["bundle_root"] = str(REPO_ROOT / "bundles" / bundle)
-    parser["network_def#channels"] = 8  # a small network: the test is about the wiring
-    return parser
+    # a small network: the test is about the wiring
+    return parse_bundle_configs(
+        BUNDLES_DIR / bundle, "inference.json", "inference_cpu.json", **{"network_def#channels": 8}
+    )
 
 
 @pytest.mark.parametrize("bundle", SEGMENTATION + OTHERS)

@@ -17,6 +17,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from nnmamba_monai.datalist.__main__ import main as datalist_main
 from nnmamba_monai.networks import nnMambaCls
 from tests.bundle_support import (
+    MULTI_GPU_EVALUATION,
     assert_trained_export_matches_eager,
     check_workflow_properties,
     copy_bundle,
@@ -232,7 +233,7 @@ def test_multi_process_evaluation_gathers_every_rank_s_predictions(trained):
     output_dir = trained.root / "ddp_evaluate"
     torchrun_bundle(
         trained.bundle,
-        ["configs/train.json", "configs/evaluate.json", "configs/multi_gpu_evaluate.json"],
+        MULTI_GPU_EVALUATION,
         nproc_per_node=2,
         dataset_dir=trained.dataset_dir,
         output_dir=output_dir,

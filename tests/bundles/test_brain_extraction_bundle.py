@@ -13,22 +13,14 @@ import nibabel as nib
 import numpy as np
 import torch
 import yaml
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigWorkflow
 
 from nnmamba_monai.demo.run import DATA_DIR
-from tests.bundle_support import BUNDLES_DIR, verify_metadata
+from tests.bundle_support import BUNDLES_DIR, parse_bundle_configs, verify_metadata
 from tests.conftest import REPO_ROOT
 
 BUNDLE = BUNDLES_DIR / "brain_nnmamba_extraction"
 CONFIGS = ("train.json", "evaluate.json", "inference.json", "multi_gpu_train.json", "metadata.json")
-
-
-def parsed(*names: str, **overrides) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config([str(BUNDLE / "configs" / name) for name in names])
-    parser.read_meta(str(BUNDLE / "configs" / "metadata.json"))
-    parser.update({"bundle_root": str(BUNDLE), **overrides})
-    return parser
 
 
 def test_layout_licence_and_docs():
@@ -62,7 +54,7 @@ def test_large_files_hash_matches_the_shipped_weights_and_they_load_strictly():
     state = torch.load(weights, map_location="cpu", weights_only=True)
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
     for config in ("train.json", "inference.json"):
-        network = parsed(config).get_parsed_content("network_def")
+        network = parse_bundle_configs(BUNDLE, config).get_parsed_content("network_def")
         network.load_state_dict(state, strict=True)
     train, inference = (json.loads((BUNDLE / "configs" / n).read_text()) for n in ("train.json", "inference.json"))
     assert isinstance(inference["network_def"], dict)  # the one definition; train.json builds it from there
@@ -70,7 +62,8 @@ def test_large_files_hash_matches_the_shipped_weights_and_they_load_strictly():
 
 
 def test_training_holds_colin27_out_and_augments_pose_contrast_and_resolution():
-    random = [t["_target_"].split(".")[-1] for t in parsed("train.json").get("train#random_transforms")]
+    train = parse_bundle_configs(BUNDLE, "train.json")
+    random = [t["_target_"].split(".")[-1] for t in train.get("train#random_transforms")]
     # the demo's recipe, which scored best on Colin27 (bundle README, ablations): the zoom-out and contrast
     # inversion families are in docs/ablation_*.json, not in the shipped recipe
     for kind in ("RandAffined", "RandFlipd", "RandCropByPosNegLabeld", "RandAdjustContrastd", "RandBiasFieldd",
@@ -79,7 +72,8 @@ def test_training_holds_colin27_out_and_augments_pose_contrast_and_resolution():
     for name in ("ablation_zoom_inversion.json", "ablation_inversion.json"):
         ablation = json.loads((BUNDLE / "docs" / name).read_text())["train#random_transforms"]
         assert "nnmamba_monai.transforms.RandIntensityInversiond" in [t["_target_"] for t in ablation], name
-    assert parsed("train.json").get("intensity_percentiles") == parsed("inference.json").get("intensity_percentiles")
+    inference = parse_bundle_configs(BUNDLE, "inference.json")
+    assert train.get("intensity_percentiles") == inference.get("intensity_percentiles")
     script = (REPO_ROOT / "scripts" / "brain_extraction_data.py").read_text()
     assert 'TRAINING = ("icbm2009c_t1",)' in script  # Colin27 and the ICBM T2 stay out of training
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,21 +25,13 @@ from monai.handlers import CheckpointLoader, StatsHandler, TensorBoardStatsHandl
 
 from nnmamba_monai import nnMambaSeg
 from nnmamba_monai.package_bundle import check_self_contained, package_bundle
-from tests.bundle_support import BUNDLES_DIR, check_workflow_properties
+from tests.bundle_support import BUNDLES_DIR, check_workflow_properties, parse_bundle_configs
 
 SHARED = BUNDLES_DIR / "_shared"
 AMOS = {modality: BUNDLES_DIR / f"amos_{modality}_nnmamba_segmentation" for modality in ("ct", "mr")}
 ADNI = BUNDLES_DIR / "adni_nnmamba_classification"
 ALL_BUNDLES = sorted(p for p in BUNDLES_DIR.iterdir() if (p / "configs" / "metadata.json").is_file())
 OVERRIDES = ("evaluate.json", "multi_gpu_train.json", "multi_gpu_evaluate.json", "train_smci_pmci.json")
-
-
-def parser_for(bundle: Path, *names: str, **overrides) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config([str(bundle / "configs" / name) for name in names])
-    parser.read_meta(str(bundle / "configs" / "metadata.json"))
-    parser.update({"bundle_root": str(bundle), **overrides})
-    return parser
 
 
 def test_amos_mr_is_the_ct_bundle_with_its_own_metadata():
@@ -54,7 +45,7 @@ def test_amos_mr_is_the_ct_bundle_with_its_own_metadata():
             assert path.is_symlink() and SHARED in path.resolve().parents, f"{path} is not a shared layer"
         assert (AMOS["ct"] / "configs" / name).read_bytes() == (AMOS["mr"] / "configs" / name).read_bytes()
     for config in ("train.json", "inference.json"):
-        ct, mr = (parser_for(AMOS[m], config) for m in ("ct", "mr"))
+        ct, mr = (parse_bundle_configs(AMOS[m], config) for m in ("ct", "mr"))
         assert (ct.get_parsed_content("modality"), mr.get_parsed_content("modality")) == ("CT", "MR")
         ct_norm = ct.get_parsed_content("intensity_normalization")[ct.get_parsed_content("modality")]
         mr_norm = mr.get_parsed_content("intensity_normalization")[mr.get_parsed_content("modality")]
@@ -63,7 +54,7 @@ def test_amos_mr_is_the_ct_bundle_with_its_own_metadata():
         assert type(mr_norm).__name__ == "ScaleIntensityRangePercentilesd"
         assert (mr_norm.scaler.lower, mr_norm.scaler.upper, mr_norm.scaler.channel_wise) == (0.5, 99.5, True)
     # the transform chains differ in that one link only
-    ct, mr = (parser_for(AMOS[m], "train.json") for m in ("ct", "mr"))
+    ct, mr = (parse_bundle_configs(AMOS[m], "train.json") for m in ("ct", "mr"))
     ct_types = [type(t).__name__ for t in ct.get_parsed_content("train#deterministic_transforms")]
     mr_types = [type(t).__name__ for t in mr.get_parsed_content("train#deterministic_transforms")]
     assert [a for a, b in zip(ct_types, mr_types) if a != b] == ["ScaleIntensityRanged"]
@@ -134,7 +125,7 @@ def test_multi_gpu_filter_keeps_an_appended_handler_on_every_rank(tmp_path, monk
     datalist = tmp_path / "datalist.json"
     entries = [{"image": f"s{i}.nii.gz", "label": i % 2, "subject": f"s{i}", "fold": i % 2} for i in range(4)]
     datalist.write_text(json.dumps({"training": entries}))
-    parser = parser_for(
+    parser = parse_bundle_configs(
         ADNI,
         "train.json",
         "train_smci_pmci.json",
@@ -185,7 +176,7 @@ def test_packaged_layered_bundle_runs_without_the_repository(tmp_path, monkeypat
     small["network_def#channels"] = 8
     assert check_workflow_properties(bundle, ["configs/train.json"], "train", **small) == []
     assert check_workflow_properties(bundle, ["configs/inference.json"], "infer", **small) == []
-    parser = parser_for(bundle, "inference.json", **small)
+    parser = parse_bundle_configs(bundle, "inference.json", **small)
     assert parser.get_parsed_content("modality") == "MR"
     network = parser.get_parsed_content("network_def")
     network.load_state_dict(torch.load(bundle / "models" / "model.pt", weights_only=True))

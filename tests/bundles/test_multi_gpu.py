@@ -15,7 +15,7 @@ import torch
 from nnmamba_monai import nnMambaSeg
 from nnmamba_monai.datalist.brats import build_brats_datalist
 from nnmamba_monai.datalist.common import write_datalist
-from tests.bundle_support import copy_bundle, read_csv_rows, torchrun_bundle
+from tests.bundle_support import MULTI_GPU_EVALUATION, copy_bundle, read_csv_rows, torchrun_bundle
 from tests.bundles.standin_data import make_brats_dataset
 
 BUNDLE = "brats_nnmamba_segmentation"
@@ -58,7 +58,7 @@ def test_multi_gpu_training_and_evaluation_run_over_two_ranks(tmp_path):
     # multi-GPU evaluation: each rank infers its case; rank 0 writes the metrics of both (gathered)
     torchrun_bundle(
         bundle,
-        ["configs/train.json", "configs/evaluate.json", "configs/multi_gpu_evaluate.json"],
+        MULTI_GPU_EVALUATION,
         nproc_per_node=2,
         **common,
     )
@@ -80,7 +80,7 @@ def test_multi_gpu_evaluation_with_fewer_cases_than_ranks(tmp_path):
     torch.save(nnMambaSeg(3, 4, 3, channels=8, out_relu=False).state_dict(), bundle / "models" / "model.pt")
     result = torchrun_bundle(
         bundle,
-        ["configs/train.json", "configs/evaluate.json", "configs/multi_gpu_evaluate.json"],
+        MULTI_GPU_EVALUATION,
         nproc_per_node=2,
         dataset_dir=str(data),
         datalist_file=str(datalist),
@@ -109,7 +109,7 @@ def test_fetal_landmark_evaluation_over_two_ranks_scores_every_validation_case_o
     torch.save(nnMambaSeg(3, 1, 6, channels=8, out_relu=False).state_dict(), bundle / "models" / "model.pt")
     result = torchrun_bundle(
         bundle,
-        ["configs/train.json", "configs/evaluate.json", "configs/multi_gpu_evaluate.json"],
+        MULTI_GPU_EVALUATION,
         nproc_per_node=2,
         dataset_dir=str(tmp_path / "fetal"),
         datalist_file=str(datalist),
