@@ -1,5 +1,6 @@
 """MONAI transforms for the bundles: BraTS labels <-> evaluation regions; one reader for every scan format;
-contrast inversion and random intensity curves; mask clean-up (brain extraction)."""
+contrast inversion and random intensity curves; intensity scaling read from the head only; mask clean-up (brain
+extraction)."""
 
 from nnmamba_monai.transforms.brats import (
     BRATS_REGIONS,
@@ -9,6 +10,7 @@ from nnmamba_monai.transforms.brats import (
     BratsRegionsToLabelsd,
     brats_case_name,
 )
+from nnmamba_monai.transforms.foreground_scale import ForegroundPercentileScale, ForegroundPercentileScaled
 from nnmamba_monai.transforms.intensity import (
     IntensityInversion,
     RandIntensityInversion,
@@ -25,6 +27,8 @@ __all__ = [
     "BratsLabelsToRegionsd",
     "BratsRegionsToLabels",
     "BratsRegionsToLabelsd",
+    "ForegroundPercentileScale",
+    "ForegroundPercentileScaled",
     "LargestComponentd",
     "IntensityCurve",
     "IntensityInversion",

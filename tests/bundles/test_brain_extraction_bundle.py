@@ -1,7 +1,8 @@
 """The brain-extraction bundle: layout, metadata, the shipped weights (hash, strict load) and a real inference.
 
 The inference test runs the bundle's ``configs/inference.json`` unchanged on the demo's real 2 mm Colin27
-scan (held out of the bundle's training) and scores the saved mask against Colin27's reference brain mask.
+scan (held out of the bundle's training), and on the same scan inside a larger box of air, and scores the saved
+masks against Colin27's reference brain mask.
 """
 
 from __future__ import annotations
@@ -64,11 +65,15 @@ def test_large_files_hash_matches_the_shipped_weights_and_they_load_strictly():
 def test_training_holds_colin27_out_and_augments_pose_contrast_and_resolution():
     train = parse_bundle_configs(BUNDLE, "train.json")
     random = [t["_target_"].split(".")[-1] for t in train.get("train#random_transforms")]
-    # the demo's recipe, which scored best on Colin27 (bundle README, ablations): the zoom-out and contrast
-    # inversion families are in docs/ablation_*.json, not in the shipped recipe
-    for kind in ("RandAffined", "RandFlipd", "RandCropByPosNegLabeld", "RandAdjustContrastd", "RandBiasFieldd",
-                 "RandGaussianSmoothd", "RandGaussianNoised"):  # fmt: skip
+    # the demo's recipe, which scored best on Colin27 (bundle README, ablations), with a border of air before the
+    # crop: the zoom-out, contrast inversion and intensity-curve families are in docs/ablation_*.json
+    for kind in ("BorderPadd", "RandAffined", "RandFlipd", "RandCropByPosNegLabeld", "RandAdjustContrastd",
+                 "RandBiasFieldd", "RandGaussianSmoothd", "RandGaussianNoised"):  # fmt: skip
         assert kind in random, kind
+    assert random.index("BorderPadd") < random.index("RandCropByPosNegLabeld") and train.get("fov_border_voxels") > 0
+    assert train.get("contrast_curve_prob") == 0.0
+    curve = json.loads((BUNDLE / "docs" / "ablation_contrast_curve.json").read_text())
+    assert curve["contrast_curve_prob"] > 0
     for name in ("ablation_zoom_inversion.json", "ablation_inversion.json"):
         ablation = json.loads((BUNDLE / "docs" / name).read_text())["train#random_transforms"]
         assert "nnmamba_monai.transforms.RandIntensityInversiond" in [t["_target_"] for t in ablation], name
@@ -78,26 +83,44 @@ def test_training_holds_colin27_out_and_augments_pose_contrast_and_resolution():
     assert 'TRAINING = ("icbm2009c_t1",)' in script  # Colin27 and the ICBM T2 stay out of training
 
 
-def test_shipped_weights_segment_the_held_out_colin27_scan_on_its_grid(tmp_path):
+def _dice(prediction: np.ndarray, reference: np.ndarray) -> float:
+    return float(2 * (prediction & reference).sum() / (prediction.sum() + reference.sum()))
+
+
+def _in_larger_field_of_view(image: nib.Nifti1Image, border: tuple[int, ...]) -> nib.Nifti1Image:
+    """The same head, at the same world position, inside a box ``border`` voxels larger on each side (zeros)."""
+    data = np.pad(np.asarray(image.dataobj), [(b, b) for b in border])
+    affine = image.affine.copy()
+    affine[:3, 3] -= affine[:3, :3] @ np.asarray(border, dtype=float)
+    return nib.Nifti1Image(data, affine)
+
+
+def test_shipped_weights_segment_the_held_out_colin27_scan_on_its_grid_and_in_a_larger_field_of_view(tmp_path):
     image = DATA_DIR / "colin27_t1.nii.gz"  # real, 2 mm, never seen in training
+    border = (10, 8, 24)  # 2 mm voxels: the box grows from 18x22x18 cm to 22x25x28 cm, mostly below the head
+    nib.save(_in_larger_field_of_view(nib.load(str(image)), border), str(tmp_path / "colin27_t1_fov.nii.gz"))
     workflow = ConfigWorkflow(
         config_file=str(BUNDLE / "configs" / "inference.json"),
         meta_file=str(BUNDLE / "configs" / "metadata.json"),
         workflow_type="inference",
         bundle_root=str(BUNDLE),
-        datalist=[{"image": str(image)}],
-        output_dir=str(tmp_path),
+        datalist=[{"image": str(image)}, {"image": str(tmp_path / "colin27_t1_fov.nii.gz")}],
+        output_dir=str(tmp_path / "out"),
         device="$torch.device('cpu')",
         sw_progress=False,
     )
     workflow.initialize()
     workflow.run()
     workflow.finalize()
-    saved = nib.load(str(tmp_path / "colin27_t1_seg.nii.gz"))
+    saved = nib.load(str(tmp_path / "out" / "colin27_t1_seg.nii.gz"))
     reference = nib.load(str(DATA_DIR / "colin27_brainmask.nii.gz"))
     assert saved.shape == reference.shape and np.allclose(saved.affine, reference.affine)
     pred, ref = np.asarray(saved.dataobj) > 0, np.asarray(reference.dataobj) > 0
-    dice = 2 * (pred & ref).sum() / (pred.sum() + ref.sum())
-    # a regression guard below what the shipped weights reach here (Dice 0.954 on this 2 mm copy; 0.954 on the
-    # 1 mm scan, see the bundle README)
-    assert dice >= 0.93, f"Dice {dice:.3f} on the held-out Colin27 scan"
+    # regression guards below what the shipped weights reach: 0.963 on this 2 mm copy, 0.961 in the larger box (the
+    # bundle README: 0.963 and 0.954 at 1 mm); the 0.2.0 weights with MONAI's whole-volume percentiles: 0.954, 0.835
+    assert _dice(pred, ref) >= 0.94, f"Dice {_dice(pred, ref):.3f} on the held-out Colin27 scan"
+    larger = nib.load(str(tmp_path / "out" / "colin27_t1_fov_seg.nii.gz"))
+    assert larger.shape == tuple(s + 2 * b for s, b in zip(ref.shape, border))
+    ref_larger = np.pad(ref, [(b, b) for b in border])
+    dice_larger = _dice(np.asarray(larger.dataobj) > 0, ref_larger)
+    assert dice_larger >= 0.93, f"Dice {dice_larger:.3f} on Colin27 in a larger field of view"
