@@ -291,14 +291,8 @@ def parse_bundle_configs(bundle_dir: str | Path, *config_names: str, **overrides
 
 def build_network(bundle_dir: str | Path, config_file: str = "configs/inference.json", **overrides: Any):
     """The bundle's ``network_def`` built in this process (with ``overrides``), in eval mode."""
-    from monai.bundle import ConfigParser
-
-    bundle_dir = Path(bundle_dir)
-    parser = ConfigParser()
-    parser.read_config(str(bundle_dir / config_file))
-    parser.read_meta(str(bundle_dir / "configs" / "metadata.json"))
-    for key, value in {"bundle_root": str(bundle_dir), **network_overrides_for(config_file, overrides)}.items():
-        parser[key] = value
+    config_name = str(Path(config_file).relative_to("configs"))
+    parser = parse_bundle_configs(bundle_dir, config_name, **network_overrides_for(config_file, overrides))
     parser.parse()  # runs the config's imports (train.json's network_def is an expression over a module)
     return parser.get_parsed_content("network_def").eval()
 

@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from tests.bundle_support import BUNDLES_DIR
+from tests.bundle_support import BUNDLES_DIR, parse_bundle_configs
 from tests.conftest import REPO_ROOT
 
 BUNDLES = {  # bundle -> datalist subcommand
@@ -110,16 +110,12 @@ def test_readme_documents_preparation_commands_results_and_testing(bundle, datas
 
 @pytest.mark.parametrize("bundle", ["amos_ct_nnmamba_segmentation", "brats_nnmamba_segmentation"])
 def test_sliding_window_shows_progress_in_inference_and_evaluation_not_in_training(bundle):
-    from monai.bundle import ConfigParser
     from monai.utils import optional_import
 
     tqdm_present = optional_import("tqdm")[1]
 
     def inferer(files: list[str], inferer_id: str):
-        parser = ConfigParser()
-        parser.read_config([str(BUNDLES_DIR / bundle / "configs" / name) for name in files])
-        parser.read_meta(str(BUNDLES_DIR / bundle / "configs" / "metadata.json"))
-        return parser.get_parsed_content(inferer_id)
+        return parse_bundle_configs(BUNDLES_DIR / bundle, *files).get_parsed_content(inferer_id)
 
     # a tqdm bar per volume where tqdm imports (a dependency); never MONAI's error for a missing tqdm
     assert inferer(["inference.json"], "inferer").progress is tqdm_present

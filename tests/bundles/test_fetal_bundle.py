@@ -23,6 +23,7 @@ from tests.bundle_support import (
     check_workflow_properties,
     copy_bundle,
     network_overrides_for,
+    parse_bundle_configs,
     read_csv_rows,
     run_bundle,
     verify_metadata,
@@ -113,13 +114,9 @@ def test_workflow_properties_complete_for_train_and_infer(trained):
 def test_heatmap_targets_decode_to_the_world_landmarks_within_one_voxel(trained, section):
     """The bundle's own preprocessing (reorientation, resizing, random affine for training) then GenerateHeatmapd:
     decoding the target heatmaps with the final affine gives back the landmark file's world coordinates."""
-    parser = ConfigParser()
-    parser.read_config(str(trained.bundle / "configs" / "train.json"))
-    overrides = {"bundle_root": str(trained.bundle), "dataset_dir": str(trained.dataset_dir)}
-    overrides.update(network_overrides_for("configs/train.json", TINY))
+    overrides = {"dataset_dir": str(trained.dataset_dir), **network_overrides_for("configs/train.json", TINY)}
     overrides["train#random_transforms#0#prob"] = 1.0  # always rotate / scale
-    for key, value in overrides.items():
-        parser[key] = value
+    parser = parse_bundle_configs(trained.bundle, "train.json", **overrides)
     preprocessing = parser.get_parsed_content(f"{section}#preprocessing")
     preprocessing.set_random_state(seed=0)  # deterministic test (40 seeds were checked once, worst 0.81 voxel)
     decode = HeatmapToWorldLandmarksd(keys="label", ref_image_keys="image", output_keys="decoded")

@@ -20,7 +20,6 @@ import zipfile
 import pytest
 import torch
 import torch.distributed as dist
-from monai.bundle import ConfigParser
 from monai.handlers import CheckpointLoader, StatsHandler, TensorBoardStatsHandler
 
 from nnmamba_monai import nnMambaSeg
@@ -72,9 +71,7 @@ def test_train_network_is_the_inference_definition(bundle):
 
     networks = {}
     for name, override in (("train.json", "network_override#channels"), ("inference.json", "network_def#channels")):
-        parser = ConfigParser()
-        parser.read_config(str(bundle / "configs" / name))
-        parser.update({"bundle_root": str(bundle), override: 8})
+        parser = parse_bundle_configs(bundle, name, **{override: 8})
         parser.parse()
         networks[name] = parser.get_parsed_content("network_def")
         if name == "inference.json":  # the definition as written, its references resolved, width 8
