@@ -80,7 +80,8 @@ def run_checked(
         cwd=str(cwd or REPO_ROOT),
         env=env or subprocess_env(),
         capture_output=True,
-        text=True,
+        encoding="utf-8",  # MONAI's progress bars, whatever locale an earlier test left this process in
+        errors="replace",
         timeout=timeout,
     )
     assert (result.returncode == 0) == expect_success, (

@@ -178,7 +178,8 @@ def demo_run(tmp_path_factory) -> tuple[Path, dict]:
         f"--output={output}",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    # the demo's progress bars are UTF-8 whatever locale this process was left in by an earlier test
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, encoding="utf-8", timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "epoch   1/2" in result.stdout and "Dice" in result.stdout, result.stdout[-3000:]
     return output, json.loads((output / "summary.json").read_text())

@@ -74,7 +74,8 @@ def test_evaluation_scores_the_held_out_list(trained):
 def test_inference_writes_a_mask_on_the_input_grid(trained, tmp_path):
     bundle, data, common, _ = trained
     configs = ["configs/inference.json", "models/network.json"]  # the trained widths travel with the checkpoint
-    small = {k: v for k, v in common.items() if not k.startswith("network_def")}
+    # inference reads no cache and builds the trained network from network.json
+    small = {k: v for k, v in common.items() if not k.startswith("network_def") and k != "cache_rate"}
     assert check_workflow_properties(bundle, configs, "infer", **small) == []
     run_bundle(bundle, configs, input_image=str(data / "colin27_t1.nii.gz"), output_dir=str(tmp_path), **small)
     (written,) = tmp_path.glob("colin27_t1*.nii.gz")

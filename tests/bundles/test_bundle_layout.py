@@ -77,7 +77,7 @@ def test_model_zoo_ids_and_paper_defaults(bundle):
         1000,
     )
     assert "TensorBoardStatsHandler" in [h["_target_"] for h in train["train"]["handlers"]]
-    backend = load(bundle, "multi_gpu_train.json")["initialize"][1]
+    backend = next(line for line in load(bundle, "multi_gpu_train.json")["initialize"] if "init_process_group" in line)
     assert "'nccl' if @device.type == 'cuda' else 'gloo'" in backend
     for name in ("train.json", "evaluate.json", "inference.json", "multi_gpu_train.json", "multi_gpu_evaluate.json"):
         for expression in expressions(load(bundle, name)):
