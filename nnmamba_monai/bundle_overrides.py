@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,10 @@ from nnmamba_monai.refusal import RefusalError, install_excepthook
 
 __all__ = [
     "UnknownOverrideError",
+    "check_override_ids",
     "command_line_overrides",
     "monai_run_arguments",
+    "monai_run_spelling",
     "refuse_unknown_overrides",
     "unknown_override_ids",
 ]
@@ -158,15 +160,45 @@ def unknown_override_ids(defined: Mapping[str, Any], overrides: Mapping[str, Any
     return unknown
 
 
-def _explain(name: str, value: Any, defined: Mapping[str, Any]) -> str:
-    """One line: the override as given, why it is refused, and the defined ids closest to its name."""
-    shown = f"--{name}" if value is True else f"--{name} {value}"
-    close = difflib.get_close_matches(name, [key for key in defined if not key.startswith("_")], n=3, cutoff=0.6)
-    hint = f"did you mean {' or '.join('--' + key for key in close)}?" if close else "no config id is close to it"
-    return (
-        f"'{shown}' sets the config id '{name}', which no config file of this run defines, "
-        f"so it would change nothing; {hint}"
-    )
+def monai_run_spelling(name: str, value: Any = None) -> str:
+    """How ``monai.bundle run`` is given the id ``name`` (with ``value``, or as a suggestion when it is None)."""
+    return f"--{name}" if value is None or value is True else f"--{name} {value}"
+
+
+def check_override_ids(
+    defined: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    tracking: bool = False,
+    spelling: Callable[..., str] = monai_run_spelling,
+) -> None:
+    """Raise :class:`UnknownOverrideError` naming every override in :func:`unknown_override_ids`.
+
+    Args:
+        defined: the merged top level of the run's config files.
+        overrides: ``{name: value}`` as the user gave them.
+        tracking: whether ``--tracking`` is on.
+        spelling: ``spelling(name, value)`` writes an override the way the user's command gives it,
+            ``spelling(name)`` a suggested id (default: ``monai.bundle run``'s ``--name value``).
+    """
+    unknown = unknown_override_ids(defined, overrides, tracking=tracking)
+    if not unknown:
+        return
+    install_excepthook()
+    candidates = [key for key in defined if not key.startswith("_")]
+    lines = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+        suggested = " or ".join(spelling(key) for key in close)
+        hint = f"did you mean {suggested}?" if close else "no config id is close to it"
+        lines.append(
+            f"'{spelling(name, overrides[name])}' sets the config id '{name}', which no config file of this run "
+            f"defines, so it would change nothing; {hint}"
+        )
+    if len(lines) > 1:
+        names = ", ".join(f"'{name}'" for name in unknown)
+        lines.insert(0, f"{len(unknown)} command-line overrides set config ids no config file defines: {names}")
+    lines.append("To add a new id on purpose, put it in a config file and pass that with --config_file.")
+    raise UnknownOverrideError("\n".join(lines))
 
 
 def refuse_unknown_overrides(argv: Sequence[str] | None = None) -> None:
@@ -194,13 +226,4 @@ def refuse_unknown_overrides(argv: Sequence[str] | None = None) -> None:
     if config_file is None:
         return  # MONAI refuses a run without config files itself
     defined = _defined_ids(config_file)
-    unknown = unknown_override_ids(defined, overrides, tracking=overrides.get("tracking") is not None)
-    if not unknown:
-        return
-    install_excepthook()
-    lines = [_explain(name, overrides[name], defined) for name in unknown]
-    if len(lines) > 1:
-        names = ", ".join(f"'{name}'" for name in unknown)
-        lines.insert(0, f"{len(unknown)} command-line overrides set config ids no config file defines: {names}")
-    lines.append("To add a new id on purpose, put it in a config file and pass that with --config_file.")
-    raise UnknownOverrideError("\n".join(lines))
+    check_override_ids(defined, overrides, tracking=overrides.get("tracking") is not None)

@@ -6,6 +6,7 @@ predictions are written, not their quality): ``models/model.pt`` plus the ``mode
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -19,10 +20,11 @@ from monai.bundle import ConfigParser
 from monai.transforms import LoadImage
 
 from nnmamba_monai.bundle_config import bundles_dir, find_bundle
+from nnmamba_monai.bundle_overrides import UnknownOverrideError
 from nnmamba_monai.demo.presets import network_def
 from nnmamba_monai.demo.run import write_network_settings
 from nnmamba_monai.predict import PredictionError, check_inference, checkpoint_mismatch, find_scans, inference_cases
-from nnmamba_monai.predict.cli import expand_inputs, predict
+from nnmamba_monai.predict.cli import expand_inputs, parse_setting, predict
 from nnmamba_monai.transforms import ScanReader, UnsupportedScanError, scan_format
 from tests.bundle_support import BUNDLES_DIR, check_workflow_properties, copy_bundle, subprocess_env
 from tests.conftest import REPO_ROOT
@@ -275,3 +277,47 @@ def test_cpu_preset_of_a_bundle_without_one_is_named(tmp_path, scans):
     message = r"--cpu_preset: brain_nnmamba_extraction has no configs/inference_cpu\.json"
     with pytest.raises(FileNotFoundError, match=message):
         predict(bundle, [str(scans["nifti"][0])], tmp_path / "out", device="cpu", cpu_preset=True)
+
+
+def test_brain_image_is_the_input_masked_on_its_grid(tmp_path, scans):
+    """``--set save_brain_image=true`` on the brain bundle: ``<name>_brain.nii.gz`` beside the mask, the input's
+    own voxels inside the mask and 0 outside, on the input's grid; without it only the mask is written."""
+    crop = scans["nifti"][0]
+    bundle = "brain_nnmamba_extraction"
+    predict(bundle, [str(crop)], tmp_path / "both", device="cpu", settings={"save_brain_image": True})
+    predict(bundle, [str(crop)], tmp_path / "mask", device="cpu")
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["crop_nifti_brain.nii.gz", "crop_nifti_seg.nii.gz"]
+    assert [p.name for p in (tmp_path / "mask").iterdir()] == ["crop_nifti_seg.nii.gz"]
+    source, brain = nib.load(str(crop)), nib.load(str(tmp_path / "both" / "crop_nifti_brain.nii.gz"))
+    mask = np.asarray(nib.load(str(tmp_path / "both" / "crop_nifti_seg.nii.gz")).dataobj) > 0
+    assert brain.shape == source.shape and np.allclose(brain.affine, source.affine)
+    assert 0 < mask.mean() < 1
+    expected = np.asarray(source.dataobj, dtype=np.float32) * mask
+    np.testing.assert_array_equal(np.asarray(brain.dataobj), expected)
+
+
+def test_set_reads_values_as_json_and_refuses_unknown_ids(tmp_path, scans):
+    assert parse_setting("save_brain_image=true") == ("save_brain_image", True)
+    assert parse_setting("sw_overlap=0.5") == ("sw_overlap", 0.5)
+    assert parse_setting("patch_size=[32, 32, 32]") == ("patch_size", [32, 32, 32])
+    assert parse_setting("output_postfix=mask") == ("output_postfix", "mask")
+    with pytest.raises(argparse.ArgumentTypeError, match="--set takes ID=VALUE, got 'save_brain_image'"):
+        parse_setting("save_brain_image")
+    inputs = [str(scans["nifti"][0])]
+    with pytest.raises(UnknownOverrideError) as refused:
+        predict("brain_nnmamba_extraction", inputs, tmp_path / "out", device="cpu", settings={"save_brain": True})
+    assert refused.value.summary == (
+        "'--set save_brain=true' sets the config id 'save_brain', which no config file of this run defines, so it "
+        "would change nothing; did you mean --set save_brain_image=...?"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_command_names_an_unknown_setting_in_its_last_line(tmp_path, scans):
+    command = [sys.executable, "-m", "nnmamba_monai.predict", "--bundle", "brain_nnmamba_extraction"]
+    command += [str(scans["nifti"][0]), "--output", str(tmp_path / "out"), "--set", "fold=1"]
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", env=subprocess_env(), timeout=300)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("UnknownOverrideError: '--set fold=1' sets the config id 'fold'")
+    assert last.endswith("did you mean --set val_fold=...?")

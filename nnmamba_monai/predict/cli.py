@@ -2,7 +2,8 @@
 
 Runs the bundle's ``configs/inference.json`` unchanged through MONAI's ``ConfigWorkflow``, layered with the
 settings the checkpoint was trained with (``<ckpt_dir>/network.json``, written by training and by the demo) and
-any ``--config_file`` given. Each INPUT is a scan (.nii/.nii.gz, .mgz/.mgh, .nrrd/.nhdr, .mha/.mhd), a DICOM
+any ``--config_file`` given, then ``--set ID=VALUE`` (one config id each, e.g. ``--set save_brain_image=true``
+on the brain-extraction bundle). Each INPUT is a scan (.nii/.nii.gz, .mgz/.mgh, .nrrd/.nhdr, .mha/.mhd), a DICOM
 series folder, or a folder of such scans. Segmentations are written as NIfTI on each input's grid; the
 classification and landmark bundles write their CSV files. One line per case, then the total time.
 Errors (missing checkpoint, missing or unreadable input, unsupported type, wrong channel count, a checkpoint
@@ -17,21 +18,23 @@ Example (the demo's model)::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from nnmamba_monai.bundle_config import NETWORK_SETTINGS, find_bundle
+from nnmamba_monai.bundle_overrides import check_override_ids
 from nnmamba_monai.command_line import command_parser
 from nnmamba_monai.predict.inputs import find_scans
 from nnmamba_monai.refusal import find_refusal
 from nnmamba_monai.transforms.scan_reader import scan_format, supported_formats
 
-__all__ = ["expand_inputs", "main", "predict"]
+__all__ = ["expand_inputs", "main", "parse_setting", "predict"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,21 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     return scans
 
 
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``ID=VALUE`` of ``--set``: the id and the value read as JSON (``true``, ``0.5``, ``[1, 2]``), else the text."""
+    name, has_value, value = text.partition("=")
+    if not has_value or not name:
+        raise argparse.ArgumentTypeError(f"--set takes ID=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def _set_spelling(name: str, value: Any = None) -> str:
+    return f"--set {name}=..." if value is None else f"--set {name}={json.dumps(value)}"
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = command_parser("nnmamba_monai.predict", __doc__)
     parser.add_argument("inputs", nargs="+", help=f"scans: {supported_formats()}, or folders of them")
@@ -54,6 +72,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ckpt_dir", type=Path, default=None, help="folder holding model.pt (<bundle>/models)")
     parser.add_argument(
         "--config_file", action="append", default=[], help="more override configs, layered last (repeatable)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        type=parse_setting,
+        default=[],
+        metavar="ID=VALUE",
+        help="set one config id, the value read as JSON (repeatable; e.g. save_brain_image=true)",
     )
     parser.add_argument("--device", default=None, help="torch device (cuda:0 when available, else cpu)")
     parser.add_argument(
@@ -72,6 +99,7 @@ def predict(
     config_files: Sequence[str | Path] = (),
     device: str | None = None,
     cpu_preset: bool = False,
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the bundle's inference on ``inputs``; returns ``{"cases": n, "seconds": s, "output": folder}``.
 
@@ -84,9 +112,11 @@ def predict(
         device: a torch device string; the config's choice when None.
         cpu_preset: layer the bundle's ``configs/inference_cpu.json`` (fused network, the C++ scan where it can be
             built, the bundle's CPU window settings) after ``network.json``.
+        settings: ``{id: value}`` set last (``#`` paths too); a top-level id no config file defines is refused.
 
     Raises:
         FileNotFoundError: the bundle is not found.
+        UnknownOverrideError: a setting names a top-level id none of the configs defines.
         RuntimeError (caused by a :class:`~nnmamba_monai.predict.PredictionError`): the pre-flight check refused.
     """
     from monai.bundle import ConfigWorkflow
@@ -121,6 +151,9 @@ def predict(
         **overrides,
     )
     parser = workflow.parser
+    if settings:
+        check_override_ids(parser.get(), settings, spelling=_set_spelling)
+        parser.update(dict(settings))
     if "images" in parser:  # the classification and landmark bundles list image paths
         parser["images"] = scans
     else:
@@ -163,7 +196,14 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             predict(
-                args.bundle, args.inputs, args.output, args.ckpt_dir, args.config_file, args.device, args.cpu_preset
+                args.bundle,
+                args.inputs,
+                args.output,
+                args.ckpt_dir,
+                args.config_file,
+                args.device,
+                args.cpu_preset,
+                dict(args.settings),
             )
     except FileNotFoundError as error:
         print(f"python -m nnmamba_monai.predict: error: {error}", file=sys.stderr)
@@ -172,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         refusal = find_refusal(error)
         if refusal is None:
             raise
+        if refusal.details:
+            print(refusal.details, file=sys.stderr)
         print(f"{type(refusal).__name__}: {refusal.summary}", file=sys.stderr)
         return 1
     return 0
