@@ -1,8 +1,10 @@
-"""Our AMOS segmentation bundles served by a real MONAI Label server (docs/monailabel.md).
+"""Our segmentation bundles served by a real MONAI Label server (docs/monailabel.md).
 
 The ``monailabel``-marked tests start ``monailabel start_server`` (through ``scripts/monailabel_server.py``)
-with the stock ``monaibundle`` app of the installed MONAI Label, the AMOS CT and MR bundles put into the app's
-``model/`` folder by ``scripts/monailabel_bundle.py`` and one generated NIfTI as the studies folder. Each bundle
+with the stock ``monaibundle`` app of the installed MONAI Label, the bundles put into the app's ``model/``
+folder by ``scripts/monailabel_bundle.py``, and two studies: one generated NIfTI for the AMOS bundles and the
+real Colin27 T1 (2 mm, shipped with the package) for the brain-extraction bundle, which is served with the
+weights it ships and must find Colin27's brain (Dice >= 0.95 against its mask). Each AMOS bundle
 is first "trained": a copy of it gets ``models/model.pt`` (network width 8, seeded random weights) and, as a
 real training leaves it, a resume state ``models/last.pt`` and a lock file; the installer is given the
 width-8 override file, as a user serving a model trained with other settings would. The label maps MONAI
@@ -32,15 +34,21 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from nnmamba_monai.demo.run import DATA_DIR
 from tests.integration.test_monailabel_install import require_monailabel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts"
-# the bundles with a MONAI Label override; both are served by one server (one study, CT-like values; for the
-# MR bundle its percentile scaling makes any values usable)
-BUNDLES = {
-    name: REPO_ROOT / "bundles" / name for name in ("amos_ct_nnmamba_segmentation", "amos_mr_nnmamba_segmentation")
-}
+# the bundles with a MONAI Label override, all served by one server. The AMOS bundles get random weights and
+# the generated study (CT-like values; for the MR bundle its percentile scaling makes any values usable); the
+# brain-extraction bundle is served as it ships, weights included, on a real T1
+TRAINED_HERE = ("amos_ct_nnmamba_segmentation", "amos_mr_nnmamba_segmentation")
+SHIPPED = ("brain_nnmamba_extraction",)
+BUNDLES = {name: REPO_ROOT / "bundles" / name for name in TRAINED_HERE + SHIPPED}
+# which study each bundle is asked about (file names in the server's studies folder)
+GENERATED_STUDY = "case_0001.nii.gz"
+BRAIN_STUDY = "colin27_t1.nii.gz"
+STUDY_OF = {**dict.fromkeys(TRAINED_HERE, GENERATED_STUDY), **dict.fromkeys(SHIPPED, BRAIN_STUDY)}
 
 # the study: 64 x 64 x 48 voxels of 1.2 x 1.2 x 2.5 mm, stored left-to-right flipped and posterior-to-anterior
 # flipped (LPS), so the bundle's RAS reorientation and 1.5 x 1.5 x 2 mm resampling both have to be undone
@@ -317,20 +325,26 @@ def server(tmp_path_factory):
 
     studies = root / "studies"
     studies.mkdir()
-    _write_study(studies / "case_0001.nii.gz")
+    _write_study(studies / GENERATED_STUDY)
+    shutil.copyfile(DATA_DIR / BRAIN_STUDY, studies / BRAIN_STUDY)
 
-    # each bundle "trained" (model.pt, last.pt, a lock file), what it predicts for the study with its own
-    # inference, and its copy in the app with the MONAI Label override and the training's settings on top
+    # each AMOS bundle "trained" (model.pt, last.pt, a lock file), the brain bundle as it ships; what each
+    # predicts for its study with its own inference, and its copy in the app with the MONAI Label override (and
+    # the training's settings) on top
     references, served_weights = {}, {}
     for name, bundle in BUNDLES.items():
-        small = _small_override(root, name)
-        trained = root / "trained" / name
-        _train_like(bundle, trained, small)
-        references[name] = _bundle_own_inference(trained, [small], studies / "case_0001.nii.gz", root / f"out_{name}")
+        if name in SHIPPED:
+            served, overrides = bundle, []
+        else:
+            overrides = [_small_override(root, name)]
+            served = root / "trained" / name
+            _train_like(bundle, served, overrides[0])
+        study = studies / STUDY_OF[name]
+        references[name] = _bundle_own_inference(served, overrides, study, root / f"out_{name}")
         assert len(np.unique(references[name])) >= 2, f"{name}: one class everywhere, the comparison would be void"
-        bundle_copy = monailabel_bundle.install_bundle(trained, app, overrides=[small])
+        bundle_copy = monailabel_bundle.install_bundle(served, app, overrides=overrides)
         assert sorted(p.name for p in (bundle_copy / "models").iterdir()) == ["model.pt"]
-        served_weights[name] = hashlib.sha256((trained / "models" / "model.pt").read_bytes()).hexdigest()
+        served_weights[name] = hashlib.sha256((served / "models" / "model.pt").read_bytes()).hexdigest()
 
     port = _free_port()
     log = root / "server.log"
@@ -382,7 +396,7 @@ def server(tmp_path_factory):
             "root": root,
             "references": references,
             "served_weights": served_weights,
-            "study": studies / "case_0001.nii.gz",
+            "studies": studies,
         }
     finally:
         process.terminate()
@@ -398,9 +412,10 @@ def _check_label_map(server, name: str, response, out: Path) -> np.ndarray:
     out.write_bytes(response.content)
     result = nib.load(str(out))
     labels = np.asanyarray(result.dataobj)
-    assert labels.shape == STUDY_SHAPE
+    study = nib.load(str(server["studies"] / STUDY_OF[name]))
+    assert labels.shape == study.shape
     # on the input's grid: Slicer overlays the result by its affine
-    np.testing.assert_allclose(result.affine, STUDY_AFFINE, atol=1e-4)
+    np.testing.assert_allclose(result.affine, study.affine, atol=1e-4)
     # MONAI Label writes the label map as float32 (the bundle's own writer, SaveImaged to uint8, is one of the
     # transforms MONAI Label leaves out): whole numbers from the bundle's label set
     assert np.array_equal(labels, np.round(labels))
@@ -436,11 +451,11 @@ def test_info_lists_the_bundle_with_its_labels(server, name):
 def test_infer_uploaded_image_returns_label_map_on_input_grid(server, name):
     import requests
 
-    with open(server["study"], "rb") as f:
+    with open(server["studies"] / STUDY_OF[name], "rb") as f:
         response = requests.post(
             f"{server['url']}/infer/{name}",
             params={"output": "image"},
-            files={"file": ("case_0001.nii.gz", f, "application/octet-stream")},
+            files={"file": (STUDY_OF[name], f, "application/octet-stream")},
             data={"params": "{}"},
             timeout=INFER_TIMEOUT_S,
         )
@@ -457,7 +472,7 @@ def test_infer_datastore_image_by_id(server):
     name = "amos_ct_nnmamba_segmentation"
 
     datastore = requests.get(f"{server['url']}/datastore/", params={"output": "all"}, timeout=30).json()
-    assert "case_0001" in datastore["objects"]
+    assert {"case_0001", "colin27_t1"} <= set(datastore["objects"])
     response = requests.post(
         f"{server['url']}/infer/{name}",
         params={"image": "case_0001", "output": "image"},
@@ -471,7 +486,7 @@ def test_infer_datastore_image_by_id(server):
 def test_unknown_model_is_refused(server):
     import requests
 
-    with open(server["study"], "rb") as f:
+    with open(server["studies"] / GENERATED_STUDY, "rb") as f:
         response = requests.post(
             f"{server['url']}/infer/no_such_model",
             params={"output": "image"},
@@ -481,3 +496,22 @@ def test_unknown_model_is_refused(server):
     # MONAI Label answers an unknown model with a bare 500; the server keeps serving
     assert response.status_code == 500
     assert requests.get(f"{server['url']}/info/", timeout=30).status_code == 200
+
+
+@pytest.mark.monailabel
+def test_shipped_brain_model_finds_colin27s_brain_by_datastore_id(server):
+    """The one bundle with released weights, served as downloaded: a real held-out T1 (Colin27, 2 mm) asked for
+    by id, as 3D Slicer does; the answer is the bundle's own mask and matches Colin27's brain mask."""
+    import requests
+
+    name = "brain_nnmamba_extraction"
+    response = requests.post(
+        f"{server['url']}/infer/{name}",
+        params={"image": "colin27_t1", "output": "image"},
+        data={"params": "{}"},
+        timeout=INFER_TIMEOUT_S,
+    )
+    labels = _check_label_map(server, name, response, server["root"] / "colin27_brain.nii.gz") > 0
+    reference = np.asanyarray(nib.load(str(DATA_DIR / "colin27_brainmask.nii.gz")).dataobj) > 0
+    dice = 2.0 * np.sum(labels & reference) / (labels.sum() + reference.sum())
+    assert dice >= 0.95, f"Dice {dice:.3f} against Colin27's brain mask"
