@@ -148,6 +148,35 @@ def test_bad_inputs_get_one_line_naming_the_file(tmp_path, scans, demo_model):
     )
 
 
+def test_a_slice_is_refused_naming_its_shape_and_a_single_volume_4d_file_runs(tmp_path, scans, demo_model):
+    """2-D images (a slice as NIfTI, a 3-D NIfTI one voxel thick, a 2-D MetaImage) would end in MONAI's sliding
+    window traceback; a 4-D NIfTI holding one volume is a 3-D scan with one channel and is predicted."""
+    import itk
+
+    volume = np.asarray(nib.load(str(scans["nifti"][0])).dataobj, dtype=np.float32)
+    flat = tmp_path / "slice.nii.gz"
+    nib.save(nib.Nifti1Image(volume[:, :, 5], np.eye(4)), str(flat))
+    thin = tmp_path / "thin.nii.gz"
+    nib.save(nib.Nifti1Image(volume[:, :, 5:6], np.eye(4)), str(thin))
+    meta_image = tmp_path / "slice.mha"
+    itk.imwrite(itk.image_from_array(np.ascontiguousarray(volume[:, :, 5])), str(meta_image))
+    x, y = volume.shape[:2]
+    advice = "but the network takes 3-D volumes; pass the whole volume (all its slices in one file or one DICOM "
+    advice += "series folder)"
+    assert _refusal(tmp_path, [str(flat)], demo_model) == f"{flat}: a 2-D image ({x} x {y} voxels), {advice}"
+    assert _refusal(tmp_path, [str(thin)], demo_model) == f"{thin}: a 2-D image ({x} x {y} x 1 voxels), {advice}"
+    # ITK reads arrays in reverse axis order: the MetaImage's first axis is the array's last
+    assert (
+        _refusal(tmp_path, [str(meta_image)], demo_model) == f"{meta_image}: a 2-D image ({y} x {x} voxels), {advice}"
+    )
+    single = tmp_path / "single.nii.gz"
+    source = nib.load(str(scans["nifti"][0]))
+    nib.save(nib.Nifti1Image(volume[..., None], source.affine), str(single))
+    predict(BUNDLE, [str(single)], tmp_path / "out", ckpt_dir=demo_model, device="cpu")
+    written = nib.load(str(tmp_path / "out" / "single_seg.nii.gz"))
+    assert written.shape == volume.shape and np.allclose(written.affine, source.affine)
+
+
 def test_checkpoint_of_other_settings_names_the_setting(tmp_path, demo_model):
     """The demo's checkpoint (channels 8, blocks 2, ...) against the bundle's own network_def (channels 32)."""
     models = tmp_path / "models"

@@ -6,13 +6,22 @@ first entry of the config's ``run`` list).
 """
 
 from nnmamba_monai.predict.inputs import find_scans, inference_cases
-from nnmamba_monai.predict.preflight import PredictionError, check_inference, checkpoint_mismatch, scan_channels
+from nnmamba_monai.predict.preflight import (
+    PredictionError,
+    ScanLayout,
+    check_inference,
+    checkpoint_mismatch,
+    scan_channels,
+    scan_layout,
+)
 
 __all__ = [
     "PredictionError",
+    "ScanLayout",
     "check_inference",
     "checkpoint_mismatch",
     "find_scans",
     "inference_cases",
     "scan_channels",
+    "scan_layout",
 ]

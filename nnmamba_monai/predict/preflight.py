@@ -4,7 +4,8 @@ the fix, and the run exits with status 1 (see :mod:`nnmamba_monai.refusal`), ins
 
 Checked: the checkpoint exists and loads into the configured network (a shape mismatch names the setting that
 differs, e.g. ``channels``, and how to pass it), there is at least one input, and every input exists, has a
-supported type, can be read (header only) and has the channel count the network takes.
+supported type, can be read (header only), is a volume rather than a slice, and has the channel count the
+network takes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch.nn as nn
 
@@ -21,15 +22,24 @@ from nnmamba_monai.checkpoint import extract_state_dict, infer_network_config, l
 from nnmamba_monai.refusal import RefusalError, install_excepthook
 from nnmamba_monai.transforms.scan_reader import DICOM_SERIES, SCAN_FORMATS, scan_format, supported_formats
 
-__all__ = ["PredictionError", "check_inference", "checkpoint_mismatch", "scan_channels"]
+__all__ = ["PredictionError", "ScanLayout", "check_inference", "checkpoint_mismatch", "scan_channels", "scan_layout"]
 
 
 class PredictionError(RefusalError, ValueError):
     """An inference that cannot run; the one-line message names the file at fault and the fix."""
 
 
-def scan_channels(path: str | os.PathLike) -> int:
-    """Channels of a scan from its header alone (a 4th image axis or vector components; 1 for a DICOM series).
+class ScanLayout(NamedTuple):
+    """What a scan's header says about its array: ``spatial_shape``, the voxels along each spatial axis (up to
+    3; empty for a DICOM series, whose slices are not counted), and ``channels``."""
+
+    spatial_shape: tuple[int, ...]
+    channels: int
+
+
+def scan_layout(path: str | os.PathLike) -> ScanLayout:
+    """The spatial shape and channels of a scan from its header alone (channels: a 4th image axis or vector
+    components; 1 for a DICOM series).
 
     Raises PredictionError naming the file when it cannot be read.
     """
@@ -40,12 +50,12 @@ def scan_channels(path: str | os.PathLike) -> int:
 
             if not itk.GDCMSeriesFileNames.New(Directory=str(path)).GetSeriesUIDs():
                 raise ValueError("no DICOM series in this folder")
-            return 1
+            return ScanLayout((), 1)
         if SCAN_FORMATS[kind] == "nibabel":
             import nibabel as nib
 
-            shape = nib.load(str(path)).shape
-            return int(shape[-1]) if len(shape) > 3 else 1
+            shape = tuple(int(size) for size in nib.load(str(path)).shape)
+            return ScanLayout(shape[:3], shape[-1] if len(shape) > 3 else 1)
         import itk
 
         io = itk.ImageIOFactory.CreateImageIO(str(path), itk.CommonEnums.IOFileMode_ReadMode)
@@ -53,11 +63,29 @@ def scan_channels(path: str | os.PathLike) -> int:
             raise ValueError("ITK has no reader for it")
         io.SetFileName(str(path))
         io.ReadImageInformation()
-        extra = io.GetDimensions(3) if io.GetNumberOfDimensions() > 3 else 1
-        return int(io.GetNumberOfComponents()) * int(extra)
+        axes = int(io.GetNumberOfDimensions())
+        spatial = tuple(int(io.GetDimensions(axis)) for axis in range(min(axes, 3)))
+        extra = io.GetDimensions(3) if axes > 3 else 1
+        return ScanLayout(spatial, int(io.GetNumberOfComponents()) * int(extra))
     except Exception as error:  # any reader's failure is the same finding: this file cannot be read
         reason = " ".join(str(error).split())[:160] or type(error).__name__
         raise PredictionError(f"{path}: cannot be read as {kind} ({reason})") from None
+
+
+def scan_channels(path: str | os.PathLike) -> int:
+    """Channels of a scan from its header alone (see :func:`scan_layout`)."""
+    return scan_layout(path).channels
+
+
+def _refuse_a_slice(path: str, spatial_shape: tuple[int, ...], spatial_dims: int) -> None:
+    """A scan with fewer than ``spatial_dims`` axes longer than one voxel is a slice, not a volume."""
+    extended = sum(size > 1 for size in spatial_shape)
+    if spatial_shape and extended < spatial_dims:
+        sizes = " x ".join(str(size) for size in spatial_shape)
+        raise PredictionError(
+            f"{path}: a {extended}-D image ({sizes} voxels), but the network takes {spatial_dims}-D volumes; "
+            "pass the whole volume (all its slices in one file or one DICOM series folder)"
+        )
 
 
 def _case_paths(entry: Any) -> list[str]:
@@ -65,7 +93,9 @@ def _case_paths(entry: Any) -> list[str]:
     return [str(p) for p in image] if isinstance(image, (list, tuple)) else [str(image)]
 
 
-def _check_inputs(cases: Sequence[Any], in_channels: int | None, source: str, datalist_file: str | None) -> None:
+def _check_inputs(
+    cases: Sequence[Any], in_channels: int | None, source: str, datalist_file: str | None, spatial_dims: int
+) -> None:
     if not cases:
         missing_datalist = f"datalist {datalist_file} not found and " if datalist_file else ""
         raise PredictionError(
@@ -80,7 +110,9 @@ def _check_inputs(cases: Sequence[Any], in_channels: int | None, source: str, da
                 raise PredictionError(f"input not found: {path}")
             if scan_format(path) is None:
                 raise PredictionError(f"{path}: unsupported scan type; use {supported_formats()}")
-            channels += scan_channels(path)
+            layout = scan_layout(path)
+            _refuse_a_slice(path, layout.spatial_shape, spatial_dims)
+            channels += layout.channels
         if in_channels is not None and channels != in_channels:
             raise PredictionError(
                 f"{paths[0]}: {channels} channel(s), but the network takes {in_channels} (network_def#in_channels); "
@@ -142,6 +174,7 @@ def check_inference(
     in_channels: int | None = None,
     source: str = "the dataset folder",
     datalist_file: str | os.PathLike | None = None,
+    spatial_dims: int = 3,
 ) -> bool:
     """Refuse an inference that cannot run (see the module docstring); returns True when all checks pass.
 
@@ -152,6 +185,7 @@ def check_inference(
         in_channels: the network's input channels (``@network_def#in_channels``).
         source: where the cases came from, for the "no scans" message (e.g. the dataset folder).
         datalist_file: the config's datalist, named in that message when it does not exist.
+        spatial_dims: the network's spatial dimensions (every network of this package: 3).
     """
     install_excepthook()
     checkpoint = Path(checkpoint)
@@ -161,7 +195,7 @@ def check_inference(
             "(the folder holding model.pt)"
         )
     missing = str(datalist_file) if datalist_file and not os.path.isfile(datalist_file) else None
-    _check_inputs(cases, in_channels, source, missing)
+    _check_inputs(cases, in_channels, source, missing, spatial_dims)
     loaded = load_weights_only(checkpoint)
     state = loaded["model"] if isinstance(loaded, Mapping) and isinstance(loaded.get("model"), Mapping) else loaded
     expected = network.state_dict()
