@@ -118,7 +118,7 @@ def _defined_ids(config_files: Any) -> dict[str, Any]:
 
 
 def _referenced(name: str, values: Iterable[Any]) -> bool:
-    """Whether any override value refers to the id ``name`` (``@name``, ``@name#...``)."""
+    """Whether any override value refers to the id ``name`` (``@name``, ``@name#...``, ``@name::...``)."""
     for value in values:
         text = str(value)
         start = text.find(f"@{name}")
@@ -139,8 +139,8 @@ def unknown_override_ids(defined: Mapping[str, Any], overrides: Mapping[str, Any
         tracking: whether ``--tracking`` is on, which makes MONAI's tracking settings valid ids.
 
     Returns:
-        The names, in the order given. Nested ids (``a#b``), ``_meta_`` ids and ids another override refers to
-        are never in it.
+        The names, in the order given. Nested ids (``a#b``, ``a::b``), ``_meta_`` ids and ids another override
+        refers to are never in it.
     """
     allowed = set(monai_run_arguments())
     if tracking:
@@ -149,7 +149,8 @@ def unknown_override_ids(defined: Mapping[str, Any], overrides: Mapping[str, Any
         allowed.update(DEFAULT_MLFLOW_SETTINGS["configs"])  # the ids ``--tracking`` adds to a config
     unknown = []
     for name in overrides:
-        if name in allowed or "#" in name or name.startswith("_meta_") or name in defined:
+        nested = "#" in name or "::" in name  # MONAI's id separators, old and new
+        if name in allowed or nested or name.startswith("_meta_") or name in defined:
             continue
         if name.startswith("no") and name[2:] in defined:  # python-fire's ``--noflag`` for ``flag=False``
             continue

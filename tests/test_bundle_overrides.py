@@ -96,6 +96,7 @@ def test_unknown_override_ids_keeps_only_new_top_level_ids():
         "config_file": "train.json",  # MONAI's own
         "max_epochs": 5,  # defined
         "network_override#channels": 16,  # nested: MONAI and the component check it
+        "network_override::blocks": 2,  # MONAI's newer separator
         "nocheck_data": True,  # python-fire's --noflag
         "_meta_#version": "1.0",
         "my_width": 24,  # new, but another override reads it
@@ -111,6 +112,7 @@ def test_a_reference_must_name_the_whole_id():
     assert unknown_override_ids(defined, {"fold": 1, "other": "@folds"}) == ["fold"]
     assert unknown_override_ids(defined, {"fold": 1, "other": "$@fold + 1"}) == []
     assert unknown_override_ids(defined, {"fold": 1, "other": "@fold#x"}) == []
+    assert unknown_override_ids(defined, {"fold": 1, "other": "@fold::x"}) == []
 
 
 def test_tracking_settings_are_ids_only_with_tracking():
