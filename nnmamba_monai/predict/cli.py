@@ -153,13 +153,13 @@ def predict(
     parser = workflow.parser
     if settings:
         check_override_ids(parser.get(), settings, spelling=_set_spelling)
-        parser.update(dict(settings))
     if "images" in parser:  # the classification and landmark bundles list image paths
         parser["images"] = scans
     else:
         parser["datalist"] = [{"image": scan} for scan in scans]
     if "sw_progress" in parser:
-        parser["sw_progress"] = False
+        parser["sw_progress"] = False  # one line per case instead
+    parser.update(dict(settings or {}))  # the user's word is last
     workflow.initialize()
     evaluator = parser.get_parsed_content("evaluator")
     started = time.perf_counter()
