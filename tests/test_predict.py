@@ -350,3 +350,40 @@ def test_predict_command_names_an_unknown_setting_in_its_last_line(tmp_path, sca
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("UnknownOverrideError: '--set fold=1' sets the config id 'fold'")
     assert last.endswith("did you mean --set val_fold=...?")
+
+
+def test_replace_non_finite_gives_the_lowest_finite_value_and_says_so(caplog):
+    from nnmamba_monai.transforms.scan_reader import replace_non_finite
+
+    array = np.array([[3.0, np.nan], [np.inf, -np.inf], [-2.0, 5.0]], dtype=np.float32)
+    with caplog.at_level("WARNING", logger="nnmamba_monai.transforms.scan_reader"):
+        replaced = replace_non_finite(array, "scan.nii.gz")
+    np.testing.assert_array_equal(replaced, [[3.0, -2.0], [-2.0, -2.0], [-2.0, 5.0]])
+    assert replaced.dtype == np.float32 and np.isnan(array[0, 1])  # the input is left as it was
+    assert caplog.messages == [
+        "scan.nii.gz: 3 of 6 voxels are NaN or infinite; set to the scan's lowest finite value -2 (its background)"
+    ]
+    finite, integers = np.ones(4, np.float64), np.arange(4)
+    assert replace_non_finite(finite) is finite and replace_non_finite(integers) is integers
+    np.testing.assert_array_equal(replace_non_finite(np.full(3, np.nan)), [0.0, 0.0, 0.0])
+
+
+def test_a_scan_with_nan_background_still_gets_its_brain_mask(tmp_path, caplog):
+    """NaN outside the head (as SPM writes it) made the intensity range NaN and the mask silently empty; the
+    reader now gives those voxels the background value. Shipped weights, the real 2 mm Colin27."""
+    from nnmamba_monai.demo.run import DATA_DIR
+
+    source = nib.load(str(DATA_DIR / "colin27_t1.nii.gz"))
+    volume = np.asarray(source.dataobj, dtype=np.float32)
+    volume[volume < 0.05 * volume.max()] = np.nan  # the air around the head
+    scan = tmp_path / "spm_style.nii.gz"
+    nib.save(nib.Nifti1Image(volume, source.affine), str(scan))
+    with caplog.at_level("WARNING", logger="nnmamba_monai.transforms.scan_reader"):
+        predict("brain_nnmamba_extraction", [str(scan)], tmp_path / "out", device="cpu")
+    assert any(message.startswith(f"{scan}: ") and "NaN or infinite" in message for message in caplog.messages)
+    mask = np.asarray(nib.load(str(tmp_path / "out" / "spm_style_seg.nii.gz")).dataobj) > 0
+    reference = np.asarray(nib.load(str(DATA_DIR / "colin27_brainmask.nii.gz")).dataobj) > 0
+    assert 2.0 * np.sum(mask & reference) / (mask.sum() + reference.sum()) >= 0.95
+    kept = ScanReader(replace_non_finite=False)
+    array, _ = kept.get_data(kept.read(str(scan)))
+    assert np.isnan(array).any()

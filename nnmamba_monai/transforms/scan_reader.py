@@ -12,18 +12,35 @@ picks the reader from the path instead:
 
 Both readers put the voxel-to-world matrix in RAS in the metadata's ``affine``, so ``SaveImaged`` writes a
 prediction on the input's grid.
+
+NaN and infinite voxels (SPM and other tools write NaN outside the brain or the field of view) would make every
+intensity scaling NaN and the prediction silently empty; :class:`ScanReader` gives them the scan's lowest finite
+value (its background) and logs a warning naming the file and how many voxels it changed
+(``replace_non_finite=False`` keeps them).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from monai.data import ImageReader, ITKReader, NibabelReader
 
-__all__ = ["SCAN_FORMATS", "ScanReader", "UnsupportedScanError", "is_dicom_series", "scan_format", "supported_formats"]
+__all__ = [
+    "SCAN_FORMATS",
+    "ScanReader",
+    "UnsupportedScanError",
+    "is_dicom_series",
+    "replace_non_finite",
+    "scan_format",
+    "supported_formats",
+]
+
+logger = logging.getLogger(__name__)
 
 # suffix (lower case) -> the MONAI reader that reads it
 SCAN_FORMATS: dict[str, str] = {
@@ -66,17 +83,40 @@ def supported_formats() -> str:
     return ", ".join(SCAN_FORMATS) + " or a DICOM series folder"
 
 
+def replace_non_finite(array: np.ndarray, source: Any = "the scan") -> np.ndarray:
+    """``array`` with its NaN and infinite voxels set to its lowest finite value (0 if it has none), logging one
+    warning naming ``source`` and the count; the array itself when it has none (integer arrays never do)."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return array
+    finite = np.isfinite(array)
+    if finite.all():
+        return array
+    fill = float(array[finite].min()) if finite.any() else 0.0
+    changed = int(array.size - np.count_nonzero(finite))
+    logger.warning(
+        "%s: %d of %d voxels are NaN or infinite; set to the scan's lowest finite value %g (its background)",
+        source,
+        changed,
+        array.size,
+        fill,
+    )
+    return np.where(finite, array, np.asarray(fill, dtype=array.dtype))
+
+
 class ScanReader(ImageReader):
     """A MONAI ``ImageReader`` that delegates to ``NibabelReader`` or ``ITKReader`` by file type.
 
     Args:
+        replace_non_finite: give NaN and infinite voxels the scan's lowest finite value, with a warning
+            (:func:`replace_non_finite`); False keeps them.
         kwargs: passed to the chosen reader's constructor (e.g. ``channel_dim``).
 
     ``read`` takes one path or a sequence of same-type paths (stacked as channels by the chosen reader).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, replace_non_finite: bool = True, **kwargs: Any) -> None:
         super().__init__()
+        self.replace_non_finite = replace_non_finite
         self.kwargs = kwargs
         self._readers: dict[str, ImageReader] = {}
 
@@ -96,14 +136,20 @@ class ScanReader(ImageReader):
         names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
         return bool(names) and all(scan_format(name) is not None for name in names)
 
-    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any) -> tuple[ImageReader, Any]:
+    def read(
+        self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any
+    ) -> tuple[ImageReader, Any, str]:
+        """The chosen reader, what it read, and the first file's name (for :meth:`get_data`'s warnings)."""
         names = [data] if isinstance(data, (str, os.PathLike)) else list(data)
         readers = {type(self.reader_for(name)) for name in names}
         if len(readers) > 1:
             raise UnsupportedScanError(f"{names[0]}: the channels of one case must share one file type; got {names}")
         reader = self.reader_for(names[0])
-        return reader, reader.read(data if len(names) > 1 else names[0], **kwargs)
+        return reader, reader.read(data if len(names) > 1 else names[0], **kwargs), str(names[0])
 
-    def get_data(self, img: tuple[ImageReader, Any]) -> tuple[Any, dict]:
-        reader, loaded = img
-        return reader.get_data(loaded)
+    def get_data(self, img: tuple[ImageReader, Any, str]) -> tuple[Any, dict]:
+        reader, loaded, name = img
+        array, meta = reader.get_data(loaded)
+        if self.replace_non_finite:
+            array = replace_non_finite(np.asarray(array), name)
+        return array, meta
