@@ -6,11 +6,15 @@ any ``--config_file`` given, then ``--set ID=VALUE`` (one config id each, e.g. `
 on the brain-extraction bundle). Each INPUT is a scan (.nii/.nii.gz, .mgz/.mgh, .nrrd/.nhdr, .mha/.mhd), a DICOM
 series folder, or a folder of such scans. Segmentations are written as NIfTI on each input's grid; the
 classification and landmark bundles write their CSV files. One line per case, then the total time.
-Errors (missing checkpoint, missing or unreadable input, unsupported type, wrong channel count, a checkpoint
-that does not fit the network) end with one line naming the file and the fix, exit status 1.
+Errors (missing checkpoint, missing or unreadable input, unsupported type, a 2-D slice, wrong channel count, a
+checkpoint that does not fit the network, a ``--set`` id no config defines) end with one line naming the file or
+id and the fix, exit status 1.
 
-Example (the demo's model)::
+Examples: brain masks (and skull-stripped scans) with the weights the brain-extraction bundle ships; the demo's
+model::
 
+    python -m nnmamba_monai.predict --bundle brain_nnmamba_extraction t1.nii.gz dicom_folder/ --output masks \\
+        --set save_brain_image=true
     python -m nnmamba_monai.predict --bundle amos_mr_nnmamba_segmentation --ckpt_dir nnmamba_demo/models \\
         scan.nii.gz brain.mgz dicom_folder/ --output predictions
 """
