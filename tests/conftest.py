@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import locale
 import os
 from pathlib import Path
 
@@ -11,6 +12,15 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(os.environ.get("NNMAMBA_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+
+
+@pytest.fixture(autouse=True)
+def _locale_as_it_was():
+    """ITK's image writers switch the process to the C locale (ASCII text I/O); a test that writes a scan with ITK
+    must not change how later tests read files."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    locale.setlocale(locale.LC_ALL, saved)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import locale
 from pathlib import Path
 
 import itk
@@ -64,7 +65,19 @@ def write_dicom_series(
 
 
 def write_scans(folder: Path) -> dict[str, tuple[Path, np.ndarray, tuple[int, ...]]]:
-    """One Colin27 crop in every supported type; see the module docstring."""
+    """One Colin27 crop in every supported type; see the module docstring.
+
+    ITK's writers leave the process in the C locale (ASCII text I/O for every later test that reads a file
+    without naming its encoding); the locale is put back as it was.
+    """
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        return _write_scans(folder)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_scans(folder: Path) -> dict[str, tuple[Path, np.ndarray, tuple[int, ...]]]:
     folder.mkdir(parents=True, exist_ok=True)
     source = nib.load(str(COLIN27_T1))
     crop = np.asarray(source.dataobj, dtype=np.float32)[CROP]
