@@ -3,7 +3,8 @@
 Takes the real Colin27 T1 and its brain mask as the package ships them (2 mm, ``nnmamba_monai/demo/data``: a
 held-out subject of ``brain_nnmamba_extraction``), changes the scan the way clinical scans differ from it, runs
 ``python -m nnmamba_monai.predict``'s :func:`~nnmamba_monai.predict.cli.predict` with the bundle as shipped on each
-copy, and scores the mask against the reference on the copy's own grid (Dice; predicted / reference volume).
+copy, and scores the mask against the reference on the copy's own grid (``binary_metrics`` of the demo and the
+held-out table: Dice, HD95, NSD at 2 mm, predicted / reference volume).
 Prints a table and writes ``benchmarks/results/brain_robustness.json``.
 
 Changes (each alone, the reference mask moved with the image where the grid changes):
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from nnmamba_monai.demo.evaluation import binary_metrics
 from nnmamba_monai.demo.run import DATA_DIR
 from nnmamba_monai.predict.cli import predict
 
@@ -99,10 +101,6 @@ CHANGES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], Volume]] = {
 }
 
 
-def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
-    return float(2.0 * np.sum(prediction & reference) / (prediction.sum() + reference.sum()))
-
-
 def score_change(name: str, work: Path) -> dict:
     """Make the changed copy of Colin27, predict its mask with the shipped bundle, score it on the copy's grid."""
     source = nib.load(str(DATA_DIR / "colin27_t1.nii.gz"))
@@ -115,13 +113,15 @@ def score_change(name: str, work: Path) -> dict:
     predict(BUNDLE, [str(scan)], work / "predictions", device="cpu")
     seconds = time.perf_counter() - started
     predicted = np.asarray(nib.load(str(work / "predictions" / f"colin27_{name}_seg.nii.gz")).dataobj) > 0
-    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
+    metrics = binary_metrics(predicted, reference, affine)
     return {
         "change": name,
         "shape": list(changed.shape),
-        "dice": round(dice(predicted, reference), 4),
-        "pred_volume_ml": round(float(predicted.sum() * voxel_ml), 1),
-        "ref_volume_ml": round(float(reference.sum() * voxel_ml), 1),
+        "dice": round(metrics["dice"], 4),
+        "hd95_mm": round(metrics["hd95_mm"], 1),
+        "nsd": round(metrics["nsd"], 3),
+        "pred_volume_ml": round(metrics["pred_volume_ml"], 1),
+        "ref_volume_ml": round(metrics["ref_volume_ml"], 1),
         "seconds": round(seconds, 2),
     }
 
@@ -138,11 +138,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory() as folder:
         for name in args.changes:
             rows.append(score_change(name, Path(folder)))
-    print(f"{'change':18s} {'shape':>14s} {'Dice':>6s} {'pred / ref (ml)':>16s} {'s':>5s}")
+    print(f"{'change':18s} {'shape':>14s} {'Dice':>6s} {'HD95':>6s} {'NSD':>6s} {'pred / ref (ml)':>16s} {'s':>5s}")
     for row in rows:
         shape = "x".join(map(str, row["shape"]))
         volumes = f"{row['pred_volume_ml']:.0f} / {row['ref_volume_ml']:.0f}"
-        print(f"{row['change']:18s} {shape:>14s} {row['dice']:6.3f} {volumes:>16s} {row['seconds']:5.1f}")
+        scores = f"{row['dice']:6.3f} {row['hd95_mm']:6.1f} {row['nsd']:6.3f}"
+        print(f"{row['change']:18s} {shape:>14s} {scores} {volumes:>16s} {row['seconds']:5.1f}")
     record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
