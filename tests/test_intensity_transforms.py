@@ -1,5 +1,5 @@
-"""Contrast augmentation: foreground inversion (T2-like contrast from T1) and random intensity curves: values,
-background kept, metadata, randomness."""
+"""Contrast augmentation: foreground inversion (T2-like contrast from T1), random intensity curves and their
+two-region version (one curve inside a mask, another outside): values, background kept, metadata, randomness."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from nnmamba_monai.transforms import (
     RandIntensityCurved,
     RandIntensityInversion,
     RandIntensityInversiond,
+    RandRegionIntensityCurved,
 )
 
 
@@ -117,3 +118,67 @@ def test_invalid_curves_are_refused(kwargs, message):
 def test_random_curve_refuses_fewer_than_two_control_points():
     with pytest.raises(ValueError, match="num_control_points must be"):
         RandIntensityCurve(num_control_points=(1, 4))
+
+
+def _head_with_a_brain() -> dict[str, torch.Tensor]:
+    """A 32^3 'head': air around a cube of tissue whose intensities ramp from 0.2 to 1 along the first axis; the
+    'brain' label is the inner 16^3 block (8:24), so the same intensities occur inside and outside it."""
+    image = torch.zeros(1, 32, 32, 32)
+    image[:, 2:30, 2:30, 2:30] = torch.linspace(0.2, 1.0, 28).view(1, 28, 1, 1)
+    label = torch.zeros(1, 32, 32, 32)
+    label[:, 8:24, 8:24, 8:24] = 1
+    return {"image": image, "label": label, "other": image.clone()}
+
+
+def test_region_curves_map_inside_and_outside_the_mask_separately_and_keep_the_air():
+    data = _head_with_a_brain()
+    transform = RandRegionIntensityCurved(keys=["image", "other"], prob=1.0, sigma=(0.0, 0.0), background_fraction=0.05)
+    transform.set_random_state(seed=0)
+    out = transform(data)
+    inside = IntensityCurve(transform.inside.levels, 0.05)(data["image"])
+    outside = IntensityCurve(transform.outside.levels, 0.05)(data["image"])
+    brain = data["label"] > 0
+    assert torch.allclose(out["image"][brain], inside[brain]) and torch.allclose(out["image"][~brain], outside[~brain])
+    assert torch.equal(out["image"][data["image"] == 0], data["image"][data["image"] == 0])  # air kept
+    assert torch.equal(out["image"], out["other"])  # the same two curves for every key
+    assert torch.equal(out["label"], data["label"])
+    assert transform.inside.levels != transform.outside.levels
+
+
+def test_region_curves_unlink_brain_and_non_brain_of_the_same_intensity():
+    transform = RandRegionIntensityCurved(keys="image", prob=1.0, sigma=(0.0, 0.0)).set_random_state(seed=1)
+    differing = 0
+    for _ in range(20):
+        out = transform(_head_with_a_brain())["image"]
+        # row 16 of the tissue ramp: the same input intensity inside the brain (16, 16, 16) and outside (16, 3, 3)
+        differing += bool(abs(out[0, 16, 16, 16] - out[0, 16, 3, 3]) > 0.05)
+    assert differing >= 15
+
+
+def test_region_curves_soften_the_seam_and_are_seeded():
+    data = _head_with_a_brain()
+    hard = RandRegionIntensityCurved(keys="image", prob=1.0, sigma=(0.0, 0.0)).set_random_state(seed=2)(data)
+    soft_transform = RandRegionIntensityCurved(keys="image", prob=1.0, sigma=(1.5, 1.5)).set_random_state(seed=2)
+    soft = soft_transform(data)
+    assert soft_transform.sigma == 1.5
+    # same seed, same curves: deep inside and far outside the mask the two agree; at the border they blend
+    assert torch.allclose(soft["image"][0, 16, 16, 16], hard["image"][0, 16, 16, 16], atol=1e-4)
+    assert torch.allclose(soft["image"][0, 16, 3, 3], hard["image"][0, 16, 3, 3], atol=1e-4)
+    low, high = sorted((hard["image"][0, 16, 8, 16].item(), hard["image"][0, 16, 7, 16].item()))
+    assert low - 1e-5 <= soft["image"][0, 16, 8, 16].item() <= high + 1e-5
+    assert not torch.allclose(soft["image"][0, 16, 8, 16], hard["image"][0, 16, 8, 16], atol=1e-3)
+    never = RandRegionIntensityCurved(keys="image", prob=0.0)
+    assert never(data)["image"] is data["image"]
+
+
+def test_region_curves_name_a_missing_mask_a_shape_mismatch_and_a_bad_sigma():
+    data = _head_with_a_brain()
+    with pytest.raises(KeyError, match="mask key 'brain'"):
+        RandRegionIntensityCurved(keys="image", mask_key="brain", prob=1.0)(data)
+    data["label"] = data["label"][:, :12]
+    with pytest.raises(
+        ValueError, match=r"'image' has spatial shape \(32, 32, 32\) but the mask 'label' has \(12, 32, 32\)"
+    ):
+        RandRegionIntensityCurved(keys="image", prob=1.0)(data)
+    with pytest.raises(ValueError, match="sigma must be"):
+        RandRegionIntensityCurved(keys="image", sigma=(2.0, 1.0))

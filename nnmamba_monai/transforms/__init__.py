@@ -17,7 +17,12 @@ from nnmamba_monai.transforms.intensity import (
     RandIntensityInversiond,
     inverted_head_contrast,
 )
-from nnmamba_monai.transforms.intensity_curve import IntensityCurve, RandIntensityCurve, RandIntensityCurved
+from nnmamba_monai.transforms.intensity_curve import (
+    IntensityCurve,
+    RandIntensityCurve,
+    RandIntensityCurved,
+    RandRegionIntensityCurved,
+)
 from nnmamba_monai.transforms.mask import LargestComponentd, largest_component_filled
 from nnmamba_monai.transforms.scan_reader import SCAN_FORMATS, ScanReader, UnsupportedScanError, scan_format
 
@@ -35,6 +40,7 @@ __all__ = [
     "RandIntensityCurve",
     "RandIntensityCurved",
     "RandIntensityInversion",
+    "RandRegionIntensityCurved",
     "RandIntensityInversiond",
     "brats_case_name",
     "SCAN_FORMATS",

@@ -16,12 +16,13 @@ from typing import Any
 import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
+from monai.networks.layers import GaussianFilter
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.utils.type_conversion import convert_to_tensor
 
 from nnmamba_monai.transforms.intensity import checked_background_fraction, foreground_threshold
 
-__all__ = ["IntensityCurve", "RandIntensityCurve", "RandIntensityCurved"]
+__all__ = ["IntensityCurve", "RandIntensityCurve", "RandIntensityCurved", "RandRegionIntensityCurved"]
 
 
 class IntensityCurve(Transform):
@@ -132,3 +133,95 @@ class RandIntensityCurved(RandomizableTransform, MapTransform):
         for key in self.key_iterator(d):
             d[key] = self.curve(d[key], randomize=False)
         return d
+
+
+class RandRegionIntensityCurved(RandomizableTransform, MapTransform):
+    """Two independent random intensity curves: one inside a mask (e.g. the brain label), one outside it.
+
+    With probability ``prob``, the image's foreground is mapped through one :class:`IntensityCurve` where
+    ``mask_key`` is non-zero and through another, drawn independently, elsewhere; the two are blended with the
+    mask smoothed by a Gaussian of random ``sigma`` (voxels), so the seam is as soft as a partial-volume edge and
+    the label's exact border leaves no step in the image. Air (at or below the background threshold) keeps its
+    value. One intensity no longer tells brain from non-brain tissue (a T1's bright scalp fat and bright white
+    matter get unrelated values), the cue a synthetic-contrast model (SynthStrip's label-map images) removes:
+    the network has to find the brain by its shape and surroundings. Training-time augmentation.
+
+    Args:
+        keys: image keys (e.g. "image"); every key gets the same two curves.
+        mask_key: the mask (e.g. "label"), (1, *spatial), same spatial shape as the images.
+        prob: probability of applying the curves.
+        num_control_points: (min, max) control points of each curve; see :class:`RandIntensityCurve`.
+        sigma: (min, max) standard deviation, in voxels, of the Gaussian that softens the mask's border.
+        background_fraction: see :class:`IntensityCurve`.
+        allow_missing_keys: do not raise if a key is missing.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        mask_key: str = "label",
+        prob: float = 0.1,
+        num_control_points: Sequence[int] = (3, 6),
+        sigma: Sequence[float] = (0.5, 1.5),
+        background_fraction: float = 0.05,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.mask_key = mask_key
+        self.inside = RandIntensityCurve(1.0, num_control_points, background_fraction)
+        self.outside = RandIntensityCurve(1.0, num_control_points, background_fraction)
+        low, high = (float(s) for s in sigma)
+        if not 0.0 <= low <= high:
+            raise ValueError(f"sigma must be (min, max) with 0 <= min <= max; got {sigma}")
+        self.sigma_range = (low, high)
+        self.sigma = low
+        self._share_random_state()
+
+    def set_random_state(self, seed: int | None = None, state: Any = None) -> RandRegionIntensityCurved:
+        super().set_random_state(seed, state)
+        self._share_random_state()
+        return self
+
+    def _share_random_state(self) -> None:
+        """The two curves draw from this transform's generator, so one seed fixes all three draws."""
+        self.inside.set_random_state(state=self.R)
+        self.outside.set_random_state(state=self.R)
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self.inside.randomize()
+            self.outside.randomize()
+            self.sigma = self.R.uniform(*self.sigma_range)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        if self.mask_key not in d:
+            raise KeyError(f"RandRegionIntensityCurved: mask key '{self.mask_key}' is not in the data ({list(d)})")
+        mask = convert_to_tensor(d[self.mask_key], track_meta=False).float()
+        weight = _smoothed(mask > 0, self.sigma)
+        for key in self.key_iterator(d):
+            image = d[key]
+            if tuple(image.shape[1:]) != tuple(weight.shape[1:]):
+                raise ValueError(
+                    f"RandRegionIntensityCurved: '{key}' has spatial shape {tuple(image.shape[1:])} but the mask "
+                    f"'{self.mask_key}' has {tuple(weight.shape[1:])}"
+                )
+            inside = self.inside(image, randomize=False)
+            outside = self.outside(image, randomize=False)
+            w = weight.to(device=inside.device, dtype=inside.dtype)
+            d[key] = inside * w + outside * (1 - w)
+        return d
+
+
+def _smoothed(mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``mask`` (C, *spatial), boolean, as float in [0, 1] smoothed by a Gaussian of ``sigma`` voxels per axis."""
+    weight = mask.float()
+    if sigma <= 0:
+        return weight
+    smooth = GaussianFilter(spatial_dims=weight.dim() - 1, sigma=sigma)
+    return smooth(weight.unsqueeze(0)).squeeze(0).clamp(0.0, 1.0)
