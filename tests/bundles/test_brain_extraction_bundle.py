@@ -74,6 +74,12 @@ def test_training_holds_colin27_out_and_augments_pose_contrast_and_resolution():
     assert train.get("contrast_curve_prob") == 0.0
     curve = json.loads((BUNDLE / "docs" / "ablation_contrast_curve.json").read_text())
     assert curve["contrast_curve_prob"] > 0
+    # the two-region curves take the global curve's slot (index 5), so the rest of the random stream is the same
+    region = json.loads((BUNDLE / "docs" / "ablation_region_curve.json").read_text())
+    assert random[5] == "RandIntensityCurved" and list(region) == ["train#random_transforms#5"]
+    layered = parse_bundle_configs(BUNDLE, "train.json", "../docs/ablation_region_curve.json")
+    transforms = layered.get_parsed_content("train#random_transforms")
+    assert [type(t).__name__ for t in transforms][5] == "RandRegionIntensityCurved" and transforms[5].prob == 0.5
     for name in ("ablation_zoom_inversion.json", "ablation_inversion.json"):
         ablation = json.loads((BUNDLE / "docs" / name).read_text())["train#random_transforms"]
         assert "nnmamba_monai.transforms.RandIntensityInversiond" in [t["_target_"] for t in ablation], name
