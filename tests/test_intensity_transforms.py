@@ -176,9 +176,10 @@ def test_region_curves_name_a_missing_mask_a_shape_mismatch_and_a_bad_sigma():
     with pytest.raises(KeyError, match="mask key 'brain'"):
         RandRegionIntensityCurved(keys="image", mask_key="brain", prob=1.0)(data)
     data["label"] = data["label"][:, :12]
-    with pytest.raises(
-        ValueError, match=r"'image' has spatial shape \(32, 32, 32\) but the mask 'label' has \(12, 32, 32\)"
-    ):
+    with pytest.raises(ValueError, match=r"'image' has shape \(1, 32, 32, 32\) .* mask 'label' has \(1, 12, 32, 32\)"):
+        RandRegionIntensityCurved(keys="image", prob=1.0)(data)
+    data["label"] = torch.zeros(2, 32, 32, 32)  # one-hot: two channels for a one-channel image
+    with pytest.raises(ValueError, match=r"mask 'label' has \(2, 32, 32, 32\): it needs the same spatial shape"):
         RandRegionIntensityCurved(keys="image", prob=1.0)(data)
     with pytest.raises(ValueError, match="sigma must be"):
         RandRegionIntensityCurved(keys="image", sigma=(2.0, 1.0))

@@ -1,6 +1,6 @@
 """MONAI transforms for the bundles: BraTS labels <-> evaluation regions; one reader for every scan format;
-contrast inversion and random intensity curves; intensity scaling read from the head only; mask clean-up (brain
-extraction)."""
+contrast inversion, random intensity curves and their two-region version; intensity scaling read from the head
+only; mask clean-up (brain extraction)."""
 
 from nnmamba_monai.transforms.brats import (
     BRATS_REGIONS,

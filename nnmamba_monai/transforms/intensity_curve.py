@@ -148,7 +148,8 @@ class RandRegionIntensityCurved(RandomizableTransform, MapTransform):
 
     Args:
         keys: image keys (e.g. "image"); every key gets the same two curves.
-        mask_key: the mask (e.g. "label"), (1, *spatial), same spatial shape as the images.
+        mask_key: the mask (e.g. "label"), non-zero inside: (1, *spatial) or one channel per image channel, the
+            images' spatial shape.
         prob: probability of applying the curves.
         num_control_points: (min, max) control points of each curve; see :class:`RandIntensityCurve`.
         sigma: (min, max) standard deviation, in voxels, of the Gaussian that softens the mask's border.
@@ -206,10 +207,11 @@ class RandRegionIntensityCurved(RandomizableTransform, MapTransform):
         weight = _smoothed(mask > 0, self.sigma)
         for key in self.key_iterator(d):
             image = d[key]
-            if tuple(image.shape[1:]) != tuple(weight.shape[1:]):
+            if tuple(image.shape[1:]) != tuple(weight.shape[1:]) or weight.shape[0] not in (1, image.shape[0]):
                 raise ValueError(
-                    f"RandRegionIntensityCurved: '{key}' has spatial shape {tuple(image.shape[1:])} but the mask "
-                    f"'{self.mask_key}' has {tuple(weight.shape[1:])}"
+                    f"RandRegionIntensityCurved: '{key}' has shape {tuple(image.shape)} (channels first) but the "
+                    f"mask '{self.mask_key}' has {tuple(weight.shape)}: it needs the same spatial shape and one "
+                    "channel (or one per image channel)"
                 )
             inside = self.inside(image, randomize=False)
             outside = self.outside(image, randomize=False)
