@@ -203,7 +203,7 @@ class RandRegionIntensityCurved(RandomizableTransform, MapTransform):
             return d
         if self.mask_key not in d:
             raise KeyError(f"RandRegionIntensityCurved: mask key '{self.mask_key}' is not in the data ({list(d)})")
-        mask = convert_to_tensor(d[self.mask_key], track_meta=False).float()
+        mask = convert_to_tensor(d[self.mask_key], track_meta=False)
         weight = _smoothed(mask > 0, self.sigma)
         for key in self.key_iterator(d):
             image = d[key]
