@@ -73,7 +73,7 @@ def load_weights_only(path: str | os.PathLike, map_location: Any = "cpu") -> Any
         raise unreadable_checkpoint(source, error) from None
 
 
-_WRAPPER_KEYS = ("state_dict", "model", "network_weights", "model_state_dict", "net")
+_WRAPPER_KEYS = ("state_dict", "model", "network_weights", "model_state_dict", "net", "network")
 _PREFIXES = ("module.", "_orig_mod.", "model.", "network.")
 
 
@@ -81,8 +81,9 @@ def extract_state_dict(checkpoint: Mapping, source: str = "checkpoint") -> dict[
     """The network weights inside a checkpoint dict.
 
     Accepts a plain state_dict, a dict holding it under 'state_dict' (nnU-Net v1 trainer files, Lightning),
-    'model', 'network_weights' (nnU-Net v2), 'model_state_dict' or 'net'; strips 'module.' (DataParallel /
-    DDP), '_orig_mod.' (torch.compile) and similar wrapper prefixes.
+    'model', 'network_weights' (nnU-Net v2), 'model_state_dict', 'net' or 'network' (a bundle training's resume
+    file ``last.pt``); strips 'module.' (DataParallel / DDP), '_orig_mod.' (torch.compile) and similar wrapper
+    prefixes.
     """
     if not isinstance(checkpoint, Mapping):
         raise TypeError(f"{source}: expected a dict-like checkpoint; got {type(checkpoint).__name__}")

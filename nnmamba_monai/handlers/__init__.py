@@ -1,5 +1,5 @@
-"""Ignite handlers the bundles use beyond MONAI's: resumable atomic checkpoints, non-finite guards,
-the landmark mean radial error, per-region segmentation metrics."""
+"""Ignite handlers the bundles use beyond MONAI's: resumable atomic checkpoints, fine-tuning from pretrained
+weights, non-finite guards, the landmark mean radial error, per-region segmentation metrics."""
 
 from nnmamba_monai.handlers.checkpoint import (
     AtomicCheckpointSaver,
@@ -9,6 +9,7 @@ from nnmamba_monai.handlers.checkpoint import (
     atomic_torch_save,
 )
 from nnmamba_monai.handlers.nonfinite import NonFiniteError, NonFiniteGuard
+from nnmamba_monai.handlers.pretrained import PretrainedWeightsError, PretrainedWeightsLoader, load_pretrained_weights
 from nnmamba_monai.handlers.radial_error import MeanRadialError
 from nnmamba_monai.handlers.region_metrics import region_metric_handlers
 
@@ -18,8 +19,11 @@ __all__ = [
     "MeanRadialError",
     "NonFiniteError",
     "NonFiniteGuard",
+    "PretrainedWeightsError",
+    "PretrainedWeightsLoader",
     "RNGState",
     "TrainerScalerState",
     "atomic_torch_save",
+    "load_pretrained_weights",
     "region_metric_handlers",
 ]

@@ -157,7 +157,8 @@ def test_inference_writes_one_row_per_image_consistent_with_evaluation(trained):
 
 
 def test_smci_pmci_transfer_starts_from_the_nc_ad_weights(trained):
-    """train.json + train_smci_pmci.json: CheckpointLoader puts the NC/AD weights into the network before step 1."""
+    """train.json + train_smci_pmci.json: the fine-tuning loader puts the NC/AD weights into the network before
+    step 1."""
     dataset_dir = trained.dataset_dir
     bundle = trained.bundle
     workflow = ConfigWorkflow(
@@ -181,7 +182,7 @@ def test_smci_pmci_transfer_starts_from_the_nc_ad_weights(trained):
     assert any(not torch.equal(before[k], saved[k]) for k in saved)  # so the check below means something
     loaded = {}
 
-    @trainer.on(Events.STARTED)  # attached after the bundle's handlers: runs right after CheckpointLoader
+    @trainer.on(Events.ITERATION_STARTED(once=1))  # after the loader (at the first epoch's start), before step 1
     def capture_and_stop(engine):
         loaded.update({k: v.clone() for k, v in network.state_dict().items()})
         engine.terminate()

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from nnmamba_monai.demo.run import DATA_DIR
-from tests.bundle_support import check_workflow_properties, copy_bundle, run_bundle
+from tests.bundle_support import BUNDLES_DIR, check_workflow_properties, copy_bundle, run_bundle
 
 NAME = "brain_nnmamba_extraction"
 SMALL = {
@@ -82,3 +82,27 @@ def test_inference_writes_a_mask_on_the_input_grid(trained, tmp_path):
     mask, image = nib.load(str(written)), nib.load(str(data / "colin27_t1.nii.gz"))
     assert mask.shape == image.shape and np.allclose(mask.affine, image.affine)
     assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
+
+
+def test_fine_tuning_starts_from_the_shipped_weights(trained, tmp_path):
+    """``--pretrained_ckpt`` fine-tunes the shipped weights: every tensor loads, and with a learning rate of 0 the
+    new checkpoint's weights are exactly the shipped ones (a run from scratch would start elsewhere)."""
+    bundle, _, common, _ = trained
+    shipped = BUNDLES_DIR / NAME / "models" / "model.pt"
+    finetuned = tmp_path / "models"
+    result = run_bundle(
+        bundle,
+        ["configs/train.json"],
+        **common,
+        **ONE_EPOCH,
+        pretrained_ckpt=str(shipped),
+        learning_rate=0.0,
+        ckpt_dir=str(finetuned),
+        output_dir=str(tmp_path / "eval"),
+    )
+    expected = torch.load(shipped, map_location="cpu", weights_only=True)
+    total = len(expected)
+    assert f"fine-tuning from {shipped}: {total} of {total} network tensors loaded" in result.stdout + result.stderr
+    state = torch.load(finetuned / "model.pt", map_location="cpu", weights_only=True)
+    parameters = [name for name in state if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert parameters and all(torch.equal(state[name], expected[name]) for name in parameters)

@@ -7,8 +7,9 @@ files into the zip as plain files. What these tests pin:
 - AMOS MR is the AMOS CT bundle with its own metadata: every config file is the same shared file, and the
   only parsed difference is the intensity normalisation the metadata's input modality selects;
 - override files (evaluate, multi-GPU) read ``network_def``, they never redefine it;
-- the multi-GPU fragment drops logging handlers on rank > 0 by type, so a handler an override appends
-  (the sMCI/pMCI transfer's ``CheckpointLoader``) stays on every rank;
+- every train.json starts from scratch unless ``pretrained_ckpt`` names weights to fine-tune from, and the
+  multi-GPU fragment drops logging handlers on rank > 0 by type, so that loader (which the sMCI/pMCI transfer
+  points at the NC/AD weights) stays on every rank;
 - a packaged bundle runs from a folder that has no way back to this repository.
 """
 
@@ -20,9 +21,10 @@ import zipfile
 import pytest
 import torch
 import torch.distributed as dist
-from monai.handlers import CheckpointLoader, StatsHandler, TensorBoardStatsHandler
+from monai.handlers import StatsHandler, TensorBoardStatsHandler
 
 from nnmamba_monai import nnMambaSeg
+from nnmamba_monai.handlers import PretrainedWeightsLoader
 from nnmamba_monai.package_bundle import check_self_contained, package_bundle
 from tests.bundle_support import BUNDLES_DIR, check_workflow_properties, parse_bundle_configs
 
@@ -110,6 +112,22 @@ def test_every_bundle_chooses_its_validation_fold_in_the_config(bundle):
     assert "'validation'" in train["val_datalist"] and "@val_fold" in train["val_datalist"]
 
 
+@pytest.mark.parametrize("bundle", [p.name for p in ALL_BUNDLES])
+def test_every_training_can_start_from_pretrained_weights(bundle):
+    """``--pretrained_ckpt FILE`` fine-tunes: one loader in train#handlers, bound to the network, off by default."""
+    train = json.loads((BUNDLES_DIR / bundle / "configs" / "train.json").read_text())
+    assert train["pretrained_ckpt"] is None
+    loaders = [h for h in train["train"]["handlers"] if h["_target_"].endswith("PretrainedWeightsLoader")]
+    assert loaders == [
+        {
+            "_target_": "nnmamba_monai.handlers.PretrainedWeightsLoader",
+            "load_path": "@pretrained_ckpt",
+            "network": "@network",
+            "map_location": "@device",
+        }
+    ]
+
+
 @pytest.fixture
 def one_process_group(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
@@ -122,6 +140,8 @@ def test_multi_gpu_filter_keeps_an_appended_handler_on_every_rank(tmp_path, monk
     datalist = tmp_path / "datalist.json"
     entries = [{"image": f"s{i}.nii.gz", "label": i % 2, "subject": f"s{i}", "fold": i % 2} for i in range(4)]
     datalist.write_text(json.dumps({"training": entries}))
+    pretrained = tmp_path / "model.pt"  # the NC/AD weights the transfer starts from (read when training starts)
+    torch.save({}, pretrained)
     parser = parse_bundle_configs(
         ADNI,
         "train.json",
@@ -131,13 +151,15 @@ def test_multi_gpu_filter_keeps_an_appended_handler_on_every_rank(tmp_path, monk
         dataset_dir=str(tmp_path),
         cache_rate=0.0,
         num_workers=0,
+        pretrained_ckpt=str(pretrained),
         **{"network_override#channels": 8, "validate#evaluator": None},  # ValidationHandler takes its validator later
     )
     parser.get_parsed_content("initialize#0")  # "import torch.distributed as dist"
     monkeypatch.setattr(dist, "get_rank", lambda *args, **kwargs: rank)  # rank `rank` of 2, in one process
     handlers = parser.get_parsed_content("train#trainer#train_handlers")
     kinds = [type(h).__name__ for h in handlers]
-    assert isinstance(handlers[-1], CheckpointLoader), kinds  # the transfer's pretrained weights, on every rank
+    assert isinstance(handlers[-1], PretrainedWeightsLoader), kinds  # the transfer's starting weights, on every rank
+    assert handlers[-1].load_path == str(pretrained)
     logging = [h for h in handlers if isinstance(h, (StatsHandler, TensorBoardStatsHandler))]
     assert len(logging) == (2 if rank == 0 else 0), kinds
     assert len(handlers) == len(parser.get_parsed_content("train#handlers")) - (0 if rank == 0 else 2)
