@@ -9,7 +9,12 @@ import torch
 from ignite.engine import Engine
 
 from nnmamba_monai.checkpoint import CheckpointLoadError
-from nnmamba_monai.handlers import PretrainedWeightsError, PretrainedWeightsLoader, load_pretrained_weights
+from nnmamba_monai.handlers import (
+    PretrainedWeightsError,
+    PretrainedWeightsLoader,
+    PretrainedWeightsNotFoundError,
+    load_pretrained_weights,
+)
 from nnmamba_monai.networks import nnMambaCls, nnMambaSeg
 
 HEAD = "conv8.conv.0"  # nnMambaSeg's output layer (its out_channels)
@@ -92,7 +97,7 @@ def test_unreadable_and_missing_files_name_the_file(tmp_path):
     with pytest.raises(CheckpointLoadError, match=str(broken)):
         load_pretrained_weights(small_seg(), broken)
     missing = tmp_path / "missing.pt"
-    with pytest.raises(FileNotFoundError, match=f"pretrained_ckpt: checkpoint file not found: {missing}"):
+    with pytest.raises(PretrainedWeightsNotFoundError, match=f"pretrained_ckpt: checkpoint file not found: {missing}"):
         PretrainedWeightsLoader(missing, small_seg())  # when the config builds it, before data is read
     with pytest.raises(ValueError, match="min_loaded_fraction"):
         PretrainedWeightsLoader(None, small_seg(), min_loaded_fraction=1.5)

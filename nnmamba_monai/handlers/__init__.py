@@ -9,7 +9,12 @@ from nnmamba_monai.handlers.checkpoint import (
     atomic_torch_save,
 )
 from nnmamba_monai.handlers.nonfinite import NonFiniteError, NonFiniteGuard
-from nnmamba_monai.handlers.pretrained import PretrainedWeightsError, PretrainedWeightsLoader, load_pretrained_weights
+from nnmamba_monai.handlers.pretrained import (
+    PretrainedWeightsError,
+    PretrainedWeightsLoader,
+    PretrainedWeightsNotFoundError,
+    load_pretrained_weights,
+)
 from nnmamba_monai.handlers.radial_error import MeanRadialError
 from nnmamba_monai.handlers.region_metrics import region_metric_handlers
 
@@ -21,6 +26,7 @@ __all__ = [
     "NonFiniteGuard",
     "PretrainedWeightsError",
     "PretrainedWeightsLoader",
+    "PretrainedWeightsNotFoundError",
     "RNGState",
     "TrainerScalerState",
     "atomic_torch_save",

@@ -29,7 +29,12 @@ from monai.networks.utils import copy_model_state, get_state_dict
 from nnmamba_monai.checkpoint import extract_state_dict, load_weights_only
 from nnmamba_monai.refusal import RefusalError, install_excepthook
 
-__all__ = ["PretrainedWeightsError", "PretrainedWeightsLoader", "load_pretrained_weights"]
+__all__ = [
+    "PretrainedWeightsError",
+    "PretrainedWeightsLoader",
+    "PretrainedWeightsNotFoundError",
+    "load_pretrained_weights",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,10 @@ LISTED = 40  # tensors named in a refusal's details
 
 class PretrainedWeightsError(RefusalError, ValueError):
     """A pretrained checkpoint that does not fit the network; the message names the file and what is missing."""
+
+
+class PretrainedWeightsNotFoundError(RefusalError, FileNotFoundError):
+    """``pretrained_ckpt`` names a file that does not exist; a bundle run ends with this one line."""
 
 
 def _left_out(
@@ -105,7 +114,7 @@ class PretrainedWeightsLoader:
         min_loaded_fraction: see :func:`load_pretrained_weights`.
         map_location: passed to ``torch.load`` (the run's device).
 
-    A missing file is refused when the handler is made, before any data is read.
+    A missing file is refused when the handler is made (when the config builds the trainer, before it runs).
     """
 
     def __init__(
@@ -120,7 +129,7 @@ class PretrainedWeightsLoader:
         self.load_path = None if load_path in (None, "") else os.fspath(load_path)
         if self.load_path is not None and not os.path.isfile(self.load_path):
             install_excepthook()
-            raise FileNotFoundError(f"pretrained_ckpt: checkpoint file not found: {self.load_path}")
+            raise PretrainedWeightsNotFoundError(f"pretrained_ckpt: checkpoint file not found: {self.load_path}")
         self.network = network
         self.min_loaded_fraction = min_loaded_fraction
         self.map_location = map_location

@@ -106,3 +106,23 @@ def test_fine_tuning_starts_from_the_shipped_weights(trained, tmp_path):
     state = torch.load(finetuned / "model.pt", map_location="cpu", weights_only=True)
     parameters = [name for name in state if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert parameters and all(torch.equal(state[name], expected[name]) for name in parameters)
+
+
+def test_a_missing_pretrained_file_ends_the_run_with_one_line(trained, tmp_path):
+    bundle, _, common, _ = trained
+    missing = tmp_path / "no_such_model.pt"
+    result = run_bundle(
+        bundle,
+        ["configs/train.json"],
+        expect_success=False,
+        **common,
+        **ONE_EPOCH,
+        check_data=False,
+        pretrained_ckpt=str(missing),
+        ckpt_dir=str(tmp_path / "models"),
+        output_dir=str(tmp_path / "eval"),
+    )
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]  # the run's logging goes to stdout
+    assert last_line == f"PretrainedWeightsNotFoundError: pretrained_ckpt: checkpoint file not found: {missing}"
+    assert "Epoch: 1/" not in result.stdout + result.stderr
