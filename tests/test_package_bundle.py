@@ -117,7 +117,8 @@ def published(tmp_path_factory):
             [sys.executable, "-m", "nnmamba_monai.package_bundle", "--bundle", bundle, "--weights", weights]
             + ["--output", root / "dist", "--url", weights_url]
         )
-        full_zip = root / "dist" / f"{BUNDLE}_v0.1.0.zip"
+        version = json.loads((bundle / "configs" / "metadata.json").read_text())["version"]
+        full_zip = root / "dist" / f"{BUNDLE}_v{version}.zip"
         light_zip = package_bundle(bundle, weights, root / "dist_light", url=weights_url, exclude_weights=True)
         yield SimpleNamespace(
             root=root, bundle=bundle, weights=weights, state=state, base_url=base_url, weights_url=weights_url,
