@@ -14,11 +14,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(os.environ.get("NNMAMBA_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
 
 
-def worker_threads(cpus: int, workers: int) -> int:
-    """Intra-op threads for one of ``workers`` pytest-xdist worker processes sharing ``cpus`` cores (at least 1)."""
-    return max(1, cpus // max(1, workers))
-
-
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``-n``), each worker gets its share of the cores, for torch in this process and through
     ``OMP_NUM_THREADS`` for the subprocesses it starts. OpenMP threads that spin-wait on cores another worker
@@ -27,7 +22,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not workers:
         return
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = worker_threads(cpus, int(workers))
+    threads = max(1, cpus // int(workers))
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
