@@ -80,6 +80,11 @@ def test_training_holds_colin27_out_and_augments_pose_contrast_and_resolution():
     layered = parse_bundle_configs(BUNDLE, "train.json", "../docs/ablation_region_curve.json")
     transforms = layered.get_parsed_content("train#random_transforms")
     assert [type(t).__name__ for t in transforms][5] == "RandRegionIntensityCurved" and transforms[5].prob == 0.5
+    # the same curves fine-tuning the shipped weights (bundle README): slot 5, a third of the learning rate
+    finetune = parse_bundle_configs(BUNDLE, "train.json", "../docs/ablation_finetune_region_curve.json")
+    assert type(finetune.get_parsed_content("train#random_transforms")[5]).__name__ == "RandRegionIntensityCurved"
+    assert finetune.get_parsed_content("pretrained_ckpt") == f"{BUNDLE}/models/model.pt"
+    assert (finetune.get("learning_rate"), finetune.get("max_epochs")) == (train.get("learning_rate") / 3, 90)
     for name in ("ablation_zoom_inversion.json", "ablation_inversion.json"):
         ablation = json.loads((BUNDLE / "docs" / name).read_text())["train#random_transforms"]
         assert "nnmamba_monai.transforms.RandIntensityInversiond" in [t["_target_"] for t in ablation], name
