@@ -190,6 +190,9 @@ def run_bundle(
     )
 
 
+PORT_TAKEN = ("EADDRINUSE", "address already in use", "DistNetworkError")  # torchrun's port race, in its output
+
+
 def torchrun_bundle(
     bundle_dir: str | Path,
     config_files: str | Sequence[str],
@@ -199,7 +202,12 @@ def torchrun_bundle(
     timeout: float = 900,
     **overrides: Any,
 ) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nnodes=1 --nproc_per_node=N -m monai.bundle run ...`` (CPU: gloo)."""
+    """``torchrun --standalone --nnodes=1 --nproc_per_node=N -m monai.bundle run ...`` (CPU: gloo).
+
+    ``--standalone`` picks a free port, releases it and binds it again: another process (a test on another
+    pytest-xdist worker, another run on the machine) can take it in between. That failure, and only that, is
+    retried once.
+    """
     bundle_dir = Path(bundle_dir)
     overrides = {"bundle_root": str(bundle_dir), **network_overrides_for(config_files, overrides)}
     command = [
@@ -221,7 +229,12 @@ def torchrun_bundle(
         str(bundle_dir / "configs" / "logging.conf"),
         *_override_args(overrides),
     ]
-    return run_checked(command, timeout=timeout)
+    try:
+        return run_checked(command, timeout=timeout)
+    except AssertionError as failure:
+        if not any(text in str(failure) for text in PORT_TAKEN):
+            raise
+        return run_checked(command, timeout=timeout)
 
 
 def verify_metadata(bundle_dir: str | Path, *, cli: bool = True) -> None:

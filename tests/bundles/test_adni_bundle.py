@@ -109,7 +109,8 @@ def test_inference_config_matches_training():
     assert infer["image_size"] == train["image_size"] and "ScanReader" in infer["image_reader"]
     image_transforms = [t for t in train["train"]["deterministic_transforms"] if t["keys"] == "image"]
     assert infer["preprocessing"]["transforms"] == image_transforms
-    assert train["optimizer"]["lr"] == 0.002 and train["optimizer"]["weight_decay"] == 0.001  # the paper's settings
+    assert train["learning_rate"] == 0.002 and train["optimizer"]["lr"] == "@learning_rate"  # the paper's settings
+    assert train["optimizer"]["weight_decay"] == 0.001
     assert train["batch_size"] == 2 and train["train"]["trainer"]["max_epochs"] == 100
 
 
@@ -202,29 +203,43 @@ def test_multi_process_training_config(trained):
     """configs/multi_gpu_train.json under torchrun with 2 processes (gloo on CPU; nccl on GPUs)."""
     ckpt_dir = trained.root / "ddp_models"
 
-    def launch():
-        return torchrun_bundle(
-            trained.bundle,
-            ["configs/train.json", "configs/multi_gpu_train.json"],
-            nproc_per_node=2,
-            dataset_dir=trained.dataset_dir,
-            ckpt_dir=ckpt_dir,
-            output_dir=trained.root / "ddp_eval",
-            **TINY,
-            **ONE_EPOCH,
-        )
-
-    try:
-        result = launch()
-    except AssertionError as failure:
-        # torchrun picks a free port, releases it and binds it again: on a machine shared with other test runs
-        # another process can take it in between. Retry that (and only that) once.
-        if not any(text in str(failure) for text in ("EADDRINUSE", "address already in use", "DistNetworkError")):
-            raise
-        result = launch()
+    result = torchrun_bundle(
+        trained.bundle,
+        ["configs/train.json", "configs/multi_gpu_train.json"],
+        nproc_per_node=2,
+        dataset_dir=trained.dataset_dir,
+        ckpt_dir=ckpt_dir,
+        output_dir=trained.root / "ddp_eval",
+        **TINY,
+        **ONE_EPOCH,
+    )
     # 4 training scans over 2 processes at batch 2: one iteration each; only rank 0 logs
     assert result.stdout.count("Epoch: 1/1, Iter: 1/1") == 1 and "Iter: 1/2" not in result.stdout
     nnMambaCls(channels=8).load_state_dict(torch.load(ckpt_dir / "model.pt", weights_only=True))
+
+
+def test_multi_process_transfer_starts_every_rank_from_the_nc_ad_weights(trained):
+    """train.json + train_smci_pmci.json + multi_gpu_train.json under torchrun: both ranks load the NC/AD weights;
+    with a learning rate of 0 the saved network is exactly those weights."""
+    ckpt_dir = trained.root / "ddp_transfer_models"
+    result = torchrun_bundle(
+        trained.bundle,
+        ["configs/train.json", "configs/train_smci_pmci.json", "configs/multi_gpu_train.json"],
+        nproc_per_node=2,
+        dataset_dir=trained.dataset_dir,
+        ckpt_dir=ckpt_dir,
+        output_dir=trained.root / "ddp_transfer_eval",
+        learning_rate=0.0,
+        **TINY,
+        **ONE_EPOCH,
+    )
+    pretrained = trained.bundle / "models" / "model.pt"
+    expected = torch.load(pretrained, map_location="cpu", weights_only=True)
+    loaded = f"fine-tuning from {pretrained}: {len(expected)} of {len(expected)} network tensors loaded"
+    assert (result.stdout + result.stderr).count(loaded) == 2  # one line per rank
+    saved = torch.load(ckpt_dir / "model.pt", map_location="cpu", weights_only=True)
+    parameters = [name for name in saved if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert parameters and all(torch.equal(saved[name], expected[name]) for name in parameters)
 
 
 def test_multi_process_evaluation_gathers_every_rank_s_predictions(trained):

@@ -96,7 +96,10 @@ def test_configs_agree_on_network_preprocessing_and_landmark_order():
     assert train["landmark_names"] == infer["landmark_names"] == names
     assert list(meta["network_data_format"]["outputs"]["pred"]["channel_def"].values()) == names
     assert (
-        train["optimizer"]["lr"] == 0.002 and train["optimizer"]["weight_decay"] == 0.001 and train["batch_size"] == 2
+        train["learning_rate"] == 0.002
+        and train["optimizer"]["lr"] == "@learning_rate"
+        and train["optimizer"]["weight_decay"] == 0.001
+        and train["batch_size"] == 2
     )
     assert train["train"]["trainer"]["max_epochs"] == 100
     # the two bundles share one multi-GPU override (run under torchrun in test_adni_bundle.py)
