@@ -91,7 +91,7 @@ def test_threshold_is_the_share_of_tensors_that_must_match(tmp_path):
     assert len(loaded) == len(partial) and len(left_out) == len(source.state_dict()) - len(partial)
 
 
-def test_unreadable_and_missing_files_name_the_file(tmp_path):
+def test_unreadable_missing_and_overwritten_files_are_refused_naming_the_file(tmp_path):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointLoadError, match=str(broken)):
@@ -99,6 +99,12 @@ def test_unreadable_and_missing_files_name_the_file(tmp_path):
     missing = tmp_path / "missing.pt"
     with pytest.raises(PretrainedWeightsNotFoundError, match=f"pretrained_ckpt: checkpoint file not found: {missing}"):
         PretrainedWeightsLoader(missing, small_seg())  # when the config builds it, before data is read
+    written = tmp_path / "models" / "model.pt"  # the run's own output: fine-tuning into the same folder
+    written.parent.mkdir()
+    torch.save(small_seg().state_dict(), written)
+    with pytest.raises(PretrainedWeightsError, match=rf"^pretrained_ckpt {written} is a file this training writes"):
+        PretrainedWeightsLoader(written, small_seg(), run_outputs=[tmp_path / "models" / ".." / "models" / "model.pt"])
+    assert PretrainedWeightsLoader(written, small_seg(), run_outputs=[tmp_path / "elsewhere" / "model.pt"]).load_path
     with pytest.raises(ValueError, match="min_loaded_fraction"):
         PretrainedWeightsLoader(None, small_seg(), min_loaded_fraction=1.5)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -113,8 +113,11 @@ class PretrainedWeightsLoader:
         network: the trained network (``@network``; may be wrapped in DistributedDataParallel).
         min_loaded_fraction: see :func:`load_pretrained_weights`.
         map_location: passed to ``torch.load`` (the run's device).
+        run_outputs: the checkpoint files this training writes (its ``model.pt``, ``last.pt``).
 
-    A missing file is refused when the handler is made (when the config builds the trainer, before it runs).
+    Refused when the handler is made (when the config builds the trainer, before it runs): a missing file, and
+    a file among ``run_outputs``, which the run would overwrite with its own weights (fine-tuning a bundle's
+    ``models/model.pt`` into that same ``models/`` folder would lose the weights it started from).
     """
 
     def __init__(
@@ -123,13 +126,20 @@ class PretrainedWeightsLoader:
         network: nn.Module,
         min_loaded_fraction: float = 0.5,
         map_location: str | torch.device | None = "cpu",
+        run_outputs: Sequence[str | os.PathLike] = (),
     ) -> None:
         if not 0.0 <= min_loaded_fraction <= 1.0:
             raise ValueError(f"min_loaded_fraction must lie in [0, 1]; got {min_loaded_fraction}")
         self.load_path = None if load_path in (None, "") else os.fspath(load_path)
-        if self.load_path is not None and not os.path.isfile(self.load_path):
+        if self.load_path is not None:
             install_excepthook()
-            raise PretrainedWeightsNotFoundError(f"pretrained_ckpt: checkpoint file not found: {self.load_path}")
+            if not os.path.isfile(self.load_path):
+                raise PretrainedWeightsNotFoundError(f"pretrained_ckpt: checkpoint file not found: {self.load_path}")
+            if os.path.realpath(self.load_path) in {os.path.realpath(path) for path in run_outputs}:
+                raise PretrainedWeightsError(
+                    f"pretrained_ckpt {self.load_path} is a file this training writes, so the run would overwrite "
+                    "the weights it starts from: give the run another --ckpt_dir (or copy the file elsewhere)"
+                )
         self.network = network
         self.min_loaded_fraction = min_loaded_fraction
         self.map_location = map_location

@@ -124,8 +124,13 @@ def test_every_training_can_start_from_pretrained_weights(bundle):
             "load_path": "@pretrained_ckpt",
             "network": "@network",
             "map_location": "@device",
+            "run_outputs": ["$@ckpt_dir + '/model.pt'", "@last_ckpt_file"],  # the files the run writes
         }
     ]
+    savers = [h for section in ("train", "validate") for h in train[section]["handlers"] if "save_dict" in h]
+    assert savers and {h["save_dir"] for h in savers} == {"@ckpt_dir"}
+    assert all("model.pt" in (h.get("final_filename"), h.get("key_metric_filename")) for h in savers)
+    assert train["train"]["checkpoint"]["filename"] == "$os.path.basename(@last_ckpt_file)"
 
 
 @pytest.fixture
