@@ -3,11 +3,12 @@
 A bundle's ``train.json`` lists :class:`PretrainedWeightsLoader` in ``train#handlers`` with ``load_path`` set to the
 config's ``pretrained_ckpt`` (null: train from scratch, the handler does nothing). The file may be a bundle's
 ``models/model.pt``, a training's ``last.pt`` (its network weights only), a checkpoint converted with
-``nnmamba_monai.convert_checkpoint`` or one saved by the authors' code: anything
-:func:`~nnmamba_monai.checkpoint.extract_state_dict` reads. Tensors are matched by name and shape with MONAI's
-``copy_model_state``, so a network with another number of input channels or labels takes every weight that
-fits and keeps its own initialisation for the rest (the first convolution, the output layer); the log names
-each tensor left out and why. A file that fits less than ``min_loaded_fraction`` of the network's tensors is
+``nnmamba_monai.convert_checkpoint``, or any file that ``torch.load(weights_only=True)`` reads and
+:func:`~nnmamba_monai.checkpoint.extract_state_dict` finds a state_dict in (an authors' trainer file that needs
+more than tensors is refused with a pointer to ``convert_checkpoint``). Tensors are matched by name and shape
+with MONAI's ``copy_model_state``, so a network with another number of input channels or labels takes every
+weight that fits and keeps its own initialisation for the rest (the first convolution, the output layer); the
+log names each tensor left out and why. A file that fits less than ``min_loaded_fraction`` of the network's tensors is
 refused: it was made for another network.
 
 The weights are copied when the first epoch starts, and only at iteration 0: a run resumed from ``last.pt``
