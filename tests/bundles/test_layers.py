@@ -117,6 +117,7 @@ def test_every_training_can_start_from_pretrained_weights(bundle):
     """``--pretrained_ckpt FILE`` fine-tunes: one loader in train#handlers, bound to the network, off by default."""
     train = json.loads((BUNDLES_DIR / bundle / "configs" / "train.json").read_text())
     assert train["pretrained_ckpt"] is None
+    assert train["learning_rate"] > 0 and train["optimizer"]["lr"] == "@learning_rate"  # --learning_rate everywhere
     loaders = [h for h in train["train"]["handlers"] if h["_target_"].endswith("PretrainedWeightsLoader")]
     assert loaders == [
         {
