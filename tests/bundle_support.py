@@ -391,6 +391,15 @@ def check_workflow_properties(
     return list(workflow.check_properties() or [])
 
 
+def assert_weights_kept(checkpoint: str | Path, pretrained: str | Path) -> None:
+    """A run fine-tuned at learning rate 0 saved ``checkpoint`` with exactly ``pretrained``'s learned weights
+    (normalisation running statistics, which training moves without a learning rate, are not compared)."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    expected = torch.load(pretrained, map_location="cpu", weights_only=True)
+    parameters = [name for name in saved if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert parameters and all(torch.equal(saved[name], expected[name]) for name in parameters)
+
+
 def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
     """Rows of a comma-separated file with a header line (MONAI ``MetricsSaver`` ``*_raw.csv`` files)."""
     import csv

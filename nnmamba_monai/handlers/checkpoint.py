@@ -78,7 +78,7 @@ class RNGState:
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _unwrap(obj: Any) -> Any:
+def unwrap_parallel(obj: Any) -> Any:
     """The module inside DataParallel/DistributedDataParallel (checkpoints then load with or without DDP)."""
     parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
     return obj.module if isinstance(obj, parallel) else obj
@@ -141,13 +141,14 @@ class AtomicCheckpointSaver:
 
     def _write_network_settings(self) -> None:
         """``<save_dir>/network.json`` for the network in ``save_dict`` built from the bundle's inference.json."""
-        networks = [_unwrap(obj) for obj in self.save_dict.values() if isinstance(_unwrap(obj), torch.nn.Module)]
+        unwrapped = (unwrap_parallel(obj) for obj in self.save_dict.values())
+        networks = [obj for obj in unwrapped if isinstance(obj, torch.nn.Module)]
         recorded = [net for net in networks if recorded_network_config(net) is not None]
         if networks:
             write_network_settings(self.path.parent, (recorded or networks)[0])
 
     def __call__(self, engine: Engine) -> None:
-        objects = {name: _unwrap(obj) for name, obj in self.save_dict.items() if obj is not None}
+        objects = {name: unwrap_parallel(obj) for name, obj in self.save_dict.items() if obj is not None}
         for name, obj in objects.items():
             bad = _non_finite_parameters(obj) if isinstance(obj, torch.nn.Module) else []
             if bad:

@@ -8,8 +8,8 @@ config's ``pretrained_ckpt`` (null: train from scratch, the handler does nothing
 more than tensors is refused with a pointer to ``convert_checkpoint``). Tensors are matched by name and shape
 with MONAI's ``copy_model_state``, so a network with another number of input channels or labels takes every
 weight that fits and keeps its own initialisation for the rest (the first convolution, the output layer); the
-log names each tensor left out and why. A file that fits less than ``min_loaded_fraction`` of the network's tensors is
-refused: it was made for another network.
+log names each tensor left out and why. A file that fits less than ``min_loaded_fraction`` of the network's
+tensors is refused: it was made for another network.
 
 The weights are copied when the first epoch starts, and only at iteration 0: a run resumed from ``last.pt``
 (``resume``) continues from its own weights and optimizer state, whichever order the handlers were attached in.
@@ -25,9 +25,10 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn as nn
 from ignite.engine import Engine, Events
-from monai.networks.utils import copy_model_state, get_state_dict
+from monai.networks.utils import copy_model_state
 
 from nnmamba_monai.checkpoint import extract_state_dict, load_weights_only
+from nnmamba_monai.handlers.checkpoint import unwrap_parallel
 from nnmamba_monai.refusal import RefusalError, install_excepthook
 
 __all__ = [
@@ -89,20 +90,19 @@ def load_pretrained_weights(
     """
     source = os.fspath(load_path)
     state = extract_state_dict(load_weights_only(source, map_location), source)
-    network_state = get_state_dict(network)
-    merged, updated, _ = copy_model_state(network, state, inplace=False)
-    left_out = _left_out(network_state, state, set(updated))
-    if len(updated) < min_loaded_fraction * len(network_state):  # refused before the network is touched
+    module = unwrap_parallel(network)
+    # the network's state with the file's matching tensors in place (only same-shape tensors are copied, so its
+    # shapes are the network's); nothing is loaded yet
+    merged, updated, _ = copy_model_state(module, state, inplace=False)
+    left_out = _left_out(merged, state, set(updated))
+    if len(updated) < min_loaded_fraction * len(merged):  # refused before the network is touched
         more = f"\n... and {len(left_out) - LISTED} more" if len(left_out) > LISTED else ""
         raise PretrainedWeightsError(
-            f"{source} fits {len(updated)} of the network's {len(network_state)} tensors (at least "
+            f"{source} fits {len(updated)} of the network's {len(merged)} tensors (at least "
             f"{min_loaded_fraction:.0%} must match by name and shape): it was saved from another network "
             f"(first misses: {'; '.join(left_out[:3])})\n" + "\n".join(left_out[:LISTED]) + more
         )
-    unwrapped = (
-        network.module if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else network
-    )
-    unwrapped.load_state_dict(merged)
+    module.load_state_dict(merged)
     return sorted(updated), left_out
 
 

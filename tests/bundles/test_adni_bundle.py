@@ -19,6 +19,7 @@ from nnmamba_monai.networks import nnMambaCls
 from tests.bundle_support import (
     MULTI_GPU_EVALUATION,
     assert_trained_export_matches_eager,
+    assert_weights_kept,
     check_workflow_properties,
     copy_bundle,
     network_overrides_for,
@@ -237,9 +238,7 @@ def test_multi_process_transfer_starts_every_rank_from_the_nc_ad_weights(trained
     expected = torch.load(pretrained, map_location="cpu", weights_only=True)
     loaded = f"fine-tuning from {pretrained}: {len(expected)} of {len(expected)} network tensors loaded"
     assert (result.stdout + result.stderr).count(loaded) == 2  # one line per rank
-    saved = torch.load(ckpt_dir / "model.pt", map_location="cpu", weights_only=True)
-    parameters = [name for name in saved if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
-    assert parameters and all(torch.equal(saved[name], expected[name]) for name in parameters)
+    assert_weights_kept(ckpt_dir / "model.pt", pretrained)
 
 
 def test_multi_process_evaluation_gathers_every_rank_s_predictions(trained):

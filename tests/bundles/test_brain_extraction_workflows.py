@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from nnmamba_monai.demo.run import DATA_DIR
-from tests.bundle_support import BUNDLES_DIR, check_workflow_properties, copy_bundle, run_bundle
+from tests.bundle_support import BUNDLES_DIR, assert_weights_kept, check_workflow_properties, copy_bundle, run_bundle
 
 NAME = "brain_nnmamba_extraction"
 SMALL = {
@@ -103,9 +103,7 @@ def test_fine_tuning_starts_from_the_shipped_weights(trained, tmp_path):
     expected = torch.load(shipped, map_location="cpu", weights_only=True)
     total = len(expected)
     assert f"fine-tuning from {shipped}: {total} of {total} network tensors loaded" in result.stdout + result.stderr
-    state = torch.load(finetuned / "model.pt", map_location="cpu", weights_only=True)
-    parameters = [name for name in state if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))]
-    assert parameters and all(torch.equal(state[name], expected[name]) for name in parameters)
+    assert_weights_kept(finetuned / "model.pt", shipped)
 
 
 def test_a_missing_pretrained_file_ends_the_run_with_one_line(trained, tmp_path):
